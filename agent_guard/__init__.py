@@ -1,0 +1,1 @@
+"""agent-guard: LiveKit voice agents that fail audibly and predictably."""

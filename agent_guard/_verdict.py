@@ -1,0 +1,197 @@
+"""The Verdict: what the guard concluded about one provider failure.
+
+A Verdict is the only thing the rest of the guard (policy, farewell, hooks, logs,
+frontend signal) looks at. It never holds the exception itself: provider messages
+can echo API keys, so only redacted text leaves classification.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+__all__ = [
+    "Category",
+    "Classifier",
+    "ErrorFacts",
+    "Kind",
+    "QuotaInfo",
+    "Verdict",
+]
+
+
+class Kind(StrEnum):
+    """Which model of the session failed (mirrors livekit's ``*_error`` types)."""
+
+    STT = "stt"
+    LLM = "llm"
+    TTS = "tts"
+    REALTIME = "realtime"
+
+
+class Category(StrEnum):
+    """Why it failed: a closed set, shared by every provider."""
+
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    """Credits, prepaid balance or spend limit used up: fails identically until billing changes."""
+    RATE_LIMITED = "rate_limited"
+    """Per-minute/concurrency limit: recovers within seconds to minutes."""
+    CLIENT_CANCELLED = "client_cancelled"
+    """The request was cancelled by us (HTTP 499, interruption): not a provider failure."""
+    AUTH = "auth"
+    PERMISSION = "permission"
+    PAYMENT_REQUIRED = "payment_required"
+    BAD_REQUEST = "bad_request"
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    UNKNOWN = "unknown"
+
+
+#: Categories that fail identically on every turn: waiting or retrying cannot help.
+TERMINAL_CATEGORIES: frozenset[Category] = frozenset(
+    {
+        Category.QUOTA_EXHAUSTED,
+        Category.AUTH,
+        Category.PERMISSION,
+        Category.PAYMENT_REQUIRED,
+    }
+)
+
+#: What an end user may hear or read. Deliberately vague: never provider text.
+PUBLIC_MESSAGES: Mapping[Category, str] = {
+    Category.QUOTA_EXHAUSTED: "The assistant is unavailable right now.",
+    Category.RATE_LIMITED: "The assistant is busy right now.",
+    Category.CLIENT_CANCELLED: "The request was cancelled.",
+    Category.AUTH: "The assistant is unavailable right now.",
+    Category.PERMISSION: "The assistant is unavailable right now.",
+    Category.PAYMENT_REQUIRED: "The assistant is unavailable right now.",
+    Category.BAD_REQUEST: "The assistant ran into a problem.",
+    Category.OVERLOADED: "The assistant is busy right now.",
+    Category.SERVER_ERROR: "The assistant ran into a problem.",
+    Category.TIMEOUT: "The assistant is not responding.",
+    Category.CONNECTION: "The assistant is not responding.",
+    Category.UNKNOWN: "The assistant ran into a problem.",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaInfo:
+    """Quota details a provider reported, where present (all optional)."""
+
+    quota_type: str | None = None
+    """What ran out, e.g. ``"llm"``, ``"tts"`` (LiveKit gateway ``quota_type``)."""
+    category: str | None = None
+    """The provider's own category, e.g. ``"MaxGatewayCredits"``."""
+    remaining_limit: str | None = None
+    retry_after: float | None = None
+    """Seconds, from ``Retry-After`` or the body."""
+    usage: Mapping[str, int] = field(default_factory=dict)
+    """Numeric quota headers, e.g. ``{"credits_limit": 1000, "credits_used": 1000}``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """The classification of one failure.
+
+    Build one with :meth:`ErrorFacts.verdict` inside a classifier; read it from
+    :attr:`agent_guard.Guard.verdicts`.
+    """
+
+    kind: Kind
+    category: Category
+    terminal: bool
+    """It will fail identically every turn: close now."""
+    counts: bool
+    """Counts toward the kind's tolerance (client cancellations never do)."""
+    provider: str | None = None
+    status_code: int | None = None
+    hint: str | None = None
+    """Developer-facing explanation (sanitised, bounded). Never spoken by default."""
+    public_message: str = ""
+    """Safe to speak or show an end user."""
+    quota: QuotaInfo | None = None
+    detail: str = ""
+    """Redacted, bounded description of the error for logs."""
+    recoverable: bool = False
+    """livekit's own flag as emitted (``True`` for intermediate retry attempts)."""
+
+    def replace(self, **changes: Any) -> Verdict:
+        """Return a copy with ``changes`` (used by hooks that override a decision)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able, redacted view (for logs and the frontend)."""
+        data = dataclasses.asdict(self)
+        data["kind"] = self.kind.value
+        data["category"] = self.category.value
+        if self.quota is not None:
+            data["quota"]["usage"] = dict(self.quota.usage)
+        return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorFacts:
+    """What a classifier sees: facts recovered from an error and its exception chain.
+
+    ``body`` is the fullest JSON recovered (the OpenAI SDK narrows ``e.body`` to the
+    ``"error"`` value, often a bare string; the full dict is re-read from the
+    ``httpx.Response`` found on ``__context__``). ``message`` and ``body`` are raw
+    provider text: classifiers may inspect them, but must not copy them into a
+    Verdict unredacted (use :meth:`verdict`, which redacts).
+    """
+
+    kind: Kind
+    error: BaseException
+    chain: tuple[BaseException, ...]
+    """The error first, then its causes/contexts: bounded and cycle-free."""
+    status_code: int | None
+    body: Mapping[str, Any] | str | None
+    headers: Mapping[str, str]
+    """Response headers with lower-cased names (empty when none was found)."""
+    message: str
+    label: str | None = None
+    """livekit's model label, e.g. ``"livekit.plugins.openai.llm.LLM"``."""
+    recoverable: bool = False
+
+    def verdict(
+        self,
+        category: Category,
+        *,
+        provider: str | None = None,
+        terminal: bool | None = None,
+        counts: bool | None = None,
+        hint: str | None = None,
+        quota: QuotaInfo | None = None,
+        public_message: str | None = None,
+    ) -> Verdict:
+        """Build a Verdict with the category's defaults and redacted detail."""
+        # Imported here: _redact depends on nothing of ours, but keeping the
+        # import local lets plugins import this module without import cycles.
+        from agent_guard._redact import redact, sanitize_hint
+
+        return Verdict(
+            kind=self.kind,
+            category=category,
+            terminal=(category in TERMINAL_CATEGORIES) if terminal is None else terminal,
+            counts=(category is not Category.CLIENT_CANCELLED) if counts is None else counts,
+            provider=provider,
+            status_code=self.status_code,
+            hint=sanitize_hint(hint) if hint is not None else None,
+            public_message=PUBLIC_MESSAGES[category] if public_message is None else public_message,
+            quota=quota,
+            detail=redact(f"{type(self.error).__name__}: {self.message}"),
+            recoverable=self.recoverable,
+        )
+
+
+Classifier: TypeAlias = Callable[[ErrorFacts], Verdict | None]
+"""A classifier returns a Verdict for errors it recognises and ``None`` otherwise.
+
+Classifiers are plain, synchronous, total functions, tried in order; the first
+non-``None`` answer wins (like a structlog processor chain that stops early).
+"""
