@@ -1,0 +1,325 @@
+"""The farewell: what the caller hears before a guarded session closes, and how it is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import wave
+from collections import OrderedDict
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from livekit import rtc
+from livekit.agents import NOT_GIVEN, AgentSession, NotGivenOr, tts
+from livekit.agents.utils.audio import audio_frames_from_file
+
+from agent_guard._policy import Farewell, FarewellAudio, GuardPolicy, MessageFactory
+from agent_guard._verdict import Kind, Verdict
+
+__all__ = [
+    "DEFAULT_ERROR_MESSAGE",
+    "DEFAULT_FAREWELL_AUDIO",
+    "FarewellResult",
+    "audio_for",
+    "play_farewell",
+    "presynthesize",
+    "resolve",
+]
+
+_log = structlog.get_logger("agent_guard")
+
+#: Spoken on a terminal verdict when the policy leaves ``error_message`` NOT_GIVEN.
+#: Generic on purpose: provider text (hints, error messages) is for developers.
+DEFAULT_ERROR_MESSAGE = "Sorry, I can't continue right now. Please try again later. Goodbye."
+
+#: A recording of DEFAULT_ERROR_MESSAGE (16 kHz mono WAV, 4.7 s), played when TTS cannot
+#: speak and nothing else was configured. Made with:
+#: ``espeak-ng -v en-us -s 180 -w raw.wav "<DEFAULT_ERROR_MESSAGE>"`` then
+#: ``sox raw.wav -r 16000 -c 1 -b 16 farewell.wav silence 1 0.02 0.5% reverse
+#: silence 1 0.02 0.5% reverse pad 0.05 0.25 norm -3``.
+DEFAULT_FAREWELL_AUDIO = Path(__file__).parent / "assets" / "farewell.wav"
+
+_FRAME_MS = 20
+# Decoded files are cached per (path, mtime, size): decoding on the failure path would
+# add latency exactly when the caller is waiting. Small bound: farewells are few.
+_DECODED: OrderedDict[tuple[str, int, int], tuple[rtc.AudioFrame, ...]] = OrderedDict()
+_DECODED_MAX = 16
+
+
+@dataclass(frozen=True, slots=True)
+class FarewellResult:
+    """How the farewell went (times are ``loop.time()``)."""
+
+    started_at: float
+    finished_at: float
+    completed: bool
+    """Played to its end (not cut by the timeout, an error or a concurrent close)."""
+    timed_out: bool
+
+
+def resolve(policy: GuardPolicy, verdict: Verdict) -> Farewell | None:
+    """The farewell for a close caused by ``verdict``; ``None`` means close silently.
+
+    Precedence: ``messages[category]``, ``messages[kind]``, then ``error_message``.
+    """
+    for key in (verdict.category, verdict.kind):
+        if key in policy.messages:
+            text = policy.messages[key]
+            return None if text is None else Farewell(text=text, audio=policy.farewell_audio)
+    msg = policy.error_message
+    if msg is None:
+        return None
+    if isinstance(msg, str):
+        return Farewell(text=msg, audio=policy.farewell_audio)
+    if callable(msg):
+        return _from_factory(msg, verdict, policy)
+    if not verdict.terminal:
+        return None
+    if policy.speak_hint and verdict.hint:
+        # Opt-in only: the hint is gateway text (sanitised, bounded) meant for developers.
+        return Farewell(text=verdict.hint, audio=policy.farewell_audio)
+    return Farewell(text=DEFAULT_ERROR_MESSAGE, audio=policy.farewell_audio)
+
+
+def _from_factory(
+    factory: MessageFactory, verdict: Verdict, policy: GuardPolicy
+) -> Farewell | None:
+    try:
+        out = factory(verdict)
+    except Exception as e:
+        # A broken factory must not make the close silent: fall back to the default.
+        _log.warning("agent_guard.message_factory_failed", error_type=type(e).__name__)
+        return Farewell(text=DEFAULT_ERROR_MESSAGE, audio=policy.farewell_audio)
+    if out is None or isinstance(out, Farewell):
+        return out
+    if isinstance(out, str) and out.strip():
+        return Farewell(text=out, audio=policy.farewell_audio)
+    _log.warning("agent_guard.message_factory_invalid", returned=type(out).__name__)
+    return Farewell(text=DEFAULT_ERROR_MESSAGE, audio=policy.farewell_audio)
+
+
+def tts_cannot_speak(session: AgentSession[Any], verdict: Verdict) -> bool:
+    """Whether a synthesised farewell would be inaudible.
+
+    True when TTS is what failed, when the gateway says the TTS quota is gone, or
+    when the session has no TTS at all (a realtime model cannot be asked to speak a
+    fixed text through a dead connection).
+    """
+    if verdict.kind is Kind.TTS:
+        return True
+    if verdict.quota is not None and verdict.quota.quota_type == "tts":
+        return True
+    return _session_tts(session) is None
+
+
+def _session_tts(session: AgentSession[Any]) -> tts.TTS[Any] | None:
+    agent_tts: Any = None
+    with contextlib.suppress(Exception):
+        # Agent(tts=...) overrides the session's TTS for that agent.
+        agent_tts = session.current_agent.tts
+    if isinstance(agent_tts, tts.TTS):
+        return agent_tts
+    return session.tts
+
+
+def audio_for(
+    session: AgentSession[Any], farewell: Farewell, verdict: Verdict
+) -> FarewellAudio | None:
+    """Which recording to play for ``farewell`` (``None``: synthesise it now)."""
+    if farewell.audio is not None:
+        return farewell.audio
+    engine = _session_tts(session)
+    if engine is not None and (cached := presynthesized(engine, farewell.text)) is not None:
+        return cached
+    if tts_cannot_speak(session, verdict):
+        return DEFAULT_FAREWELL_AUDIO
+    return None
+
+
+async def load_audio(audio: FarewellAudio) -> AsyncIterable[rtc.AudioFrame]:
+    """A fresh async iterable of frames for one playback of ``audio``."""
+    if isinstance(audio, str | os.PathLike):
+        frames = await _decode_file(Path(audio))
+        return _iterate(frames)
+    if isinstance(audio, AsyncIterable):
+        return audio
+    if callable(audio):
+        return audio()
+    return _iterate(audio)
+
+
+async def preload(audio: FarewellAudio | None) -> None:
+    """Decode a farewell file ahead of time (no-op for other sources)."""
+    if isinstance(audio, str | os.PathLike):
+        await _decode_file(Path(audio))
+
+
+async def _iterate(frames: Sequence[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
+    for frame in frames:
+        yield frame
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return (str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+async def _decode_file(path: Path) -> tuple[rtc.AudioFrame, ...]:
+    # A stat() is microseconds; it keeps the cache honest when the file is replaced.
+    key = _file_key(path)
+    if (cached := _DECODED.get(key)) is not None:
+        _DECODED.move_to_end(key)
+        return cached
+    frames: tuple[rtc.AudioFrame, ...]
+    if path.suffix.lower() == ".wav":
+        frames = await asyncio.to_thread(_read_wav, path)
+    else:
+        # livekit's PyAV-based decoder drops the last ~64 ms of a file (notes §4);
+        # a short trailing silence keeps the end of the recording from being clipped
+        # into a click.
+        decoded = [f async for f in audio_frames_from_file(str(path))]
+        if decoded:
+            last = decoded[-1]
+            decoded.append(_silence(last.sample_rate, last.num_channels, 0.1))
+        frames = tuple(decoded)
+    if not frames:
+        raise ValueError(f"farewell audio file holds no audio: {path}")
+    _DECODED[key] = frames
+    while len(_DECODED) > _DECODED_MAX:
+        _DECODED.popitem(last=False)
+    return frames
+
+
+def _read_wav(path: Path) -> tuple[rtc.AudioFrame, ...]:
+    # The stdlib reader is exact for 16-bit PCM WAV (no decoder tail loss).
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path}: only 16-bit PCM WAV is supported, use another format")
+        rate, channels = w.getframerate(), w.getnchannels()
+        data = w.readframes(w.getnframes())
+    per_frame = rate * _FRAME_MS // 1000
+    step = per_frame * channels * 2
+    return tuple(
+        rtc.AudioFrame(
+            data=data[i : i + step],
+            sample_rate=rate,
+            num_channels=channels,
+            samples_per_channel=len(data[i : i + step]) // (2 * channels),
+        )
+        for i in range(0, len(data), step)
+        if len(data[i : i + step]) >= 2 * channels
+    )
+
+
+def _silence(rate: int, channels: int, seconds: float) -> rtc.AudioFrame:
+    n = int(rate * seconds)
+    return rtc.AudioFrame(
+        data=b"\0" * (n * channels * 2), sample_rate=rate, num_channels=channels,
+        samples_per_channel=n,
+    )  # fmt: skip
+
+
+async def play_farewell(
+    session: AgentSession[Any],
+    farewell: Farewell,
+    *,
+    recording: FarewellAudio | None,
+    deadline: float,
+) -> FarewellResult:
+    """Play ``farewell`` now (from ``recording`` if given), giving up at ``deadline``.
+
+    ``deadline`` is a ``loop.time()``.
+
+    Never raises (except ``CancelledError``): every failure is logged and reported as
+    an incomplete farewell, because the close must follow whatever happens here.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    handle = None
+    completed = timed_out = False
+    try:
+        async with asyncio.timeout_at(deadline):
+            # Interrupt first: a farewell queues behind the current speech, including
+            # an LLM generation that is still retrying (4 attempts, ~4 s by default).
+            # Interrupting after say() would cut the farewell too (AgentActivity.interrupt
+            # walks the whole queue).
+            with contextlib.suppress(RuntimeError):
+                await session.interrupt(force=True)
+            audio: NotGivenOr[AsyncIterable[rtc.AudioFrame]] = NOT_GIVEN
+            if recording is not None:
+                # With audio= livekit skips TTS entirely (agent_activity.py:1738).
+                audio = await load_audio(recording)
+            handle = session.say(
+                farewell.text,
+                audio=audio,
+                allow_interruptions=False,
+                add_to_chat_ctx=False,
+            )
+            # Never raises: a failed TTS resolves the handle normally (notes §4).
+            await handle.wait_for_playout()
+            completed = not handle.interrupted
+    except TimeoutError:
+        timed_out = True
+        _log.warning("agent_guard.farewell_timed_out", after=round(loop.time() - started, 3))
+    except Exception as e:
+        _log.warning("agent_guard.farewell_failed", error_type=type(e).__name__)
+    finally:
+        # wait_for_playout is shielded: the speech keeps going unless told to stop.
+        if handle is not None and not handle.done():
+            handle.interrupt(force=True)
+    return FarewellResult(
+        started_at=started, finished_at=loop.time(), completed=completed, timed_out=timed_out
+    )
+
+
+# -- pre-synthesis ------------------------------------------------------------------------
+
+# Per worker process: (text, provider, model, label, voice) -> frames. Bounded by total
+# audio bytes so a misconfigured policy cannot grow memory without limit.
+_PRESYNTH: OrderedDict[tuple[str, ...], tuple[rtc.AudioFrame, ...]] = OrderedDict()
+PRESYNTH_MAX_BYTES = 16 * 1024 * 1024
+
+
+def _voice_key(engine: tts.TTS[Any], text: str) -> tuple[str, ...]:
+    # No public "voice" on tts.TTS: most plugins keep it in _opts.voice. Two voices of
+    # one model must not share a cache entry, so include it when it can be found.
+    voice = getattr(getattr(engine, "_opts", None), "voice", None)
+    return (text, engine.provider, engine.model, engine.label, str(voice))
+
+
+def presynthesized(engine: tts.TTS[Any], text: str) -> tuple[rtc.AudioFrame, ...] | None:
+    """The cached audio of ``text`` in ``engine``'s voice, if any."""
+    key = _voice_key(engine, text)
+    frames = _PRESYNTH.get(key)
+    if frames is not None:
+        _PRESYNTH.move_to_end(key)
+    return frames
+
+
+async def presynthesize(engine: tts.TTS[Any], texts: Sequence[str], *, limit: float) -> None:
+    """Synthesise each of ``texts`` once (per worker) and cache the frames.
+
+    Each synthesis is given at most ``limit`` seconds.
+    """
+    for text in dict.fromkeys(texts):
+        if presynthesized(engine, text) is not None:
+            continue
+        try:
+            async with asyncio.timeout(limit), engine.synthesize(text) as stream:
+                frames = tuple([ev.frame async for ev in stream])
+        except Exception as e:
+            _log.warning("agent_guard.presynthesis_failed", error_type=type(e).__name__)
+            return
+        if frames:
+            _store(_voice_key(engine, text), frames)
+            _log.debug("agent_guard.presynthesized", chars=len(text), frames=len(frames))
+
+
+def _store(key: tuple[str, ...], frames: tuple[rtc.AudioFrame, ...]) -> None:
+    _PRESYNTH[key] = frames
+    while sum(len(f.data) * 2 for fs in _PRESYNTH.values() for f in fs) > PRESYNTH_MAX_BYTES:
+        _PRESYNTH.popitem(last=False)

@@ -1,0 +1,64 @@
+"""Every private livekit-agents attribute the guard touches, in one place.
+
+livekit-agents 1.8.9 has no public way to (a) ask whether a session has started, or
+(b) close it with ``CloseReason.ERROR`` and the error attached: ``aclose()`` and
+``shutdown()`` always use ``USER_INITIATED`` (agent_session.py:1261). The built-in
+error path uses the private ``_close_soon(reason=..., error=...)`` (agent_session.py:1248),
+and so does RoomIO (room_io.py:489), which makes it the least fragile choice.
+
+``tests/test_seams.py`` fails if upstream renames or reshapes any of these, and each
+has a public fallback so a changed upstream degrades (a USER_INITIATED close) instead
+of breaking (no close at all).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import structlog
+from livekit.agents import AgentSession, CloseReason
+
+__all__ = ["SEAMS_OK", "close_with_error", "has_started", "is_closing"]
+
+_log = structlog.get_logger("agent_guard")
+
+
+def _close_soon_supported() -> bool:
+    fn = getattr(AgentSession, "_close_soon", None)
+    if fn is None:
+        return False
+    params = inspect.signature(fn).parameters
+    return {"reason", "error", "drain"} <= params.keys()
+
+
+#: Whether this livekit-agents exposes the private seams the guard prefers.
+SEAMS_OK: bool = _close_soon_supported() and hasattr(AgentSession, "_is_closing")
+
+
+def has_started(session: AgentSession[Any]) -> bool:
+    """Whether ``session.start()`` was already called (no public flag in 1.8.9)."""
+    return bool(getattr(session, "_started", False))
+
+
+def is_closing(session: AgentSession[Any]) -> bool:
+    """Whether a close is already under way (``_closing_task`` is set synchronously)."""
+    check = getattr(session, "_is_closing", None)
+    return bool(check()) if callable(check) else False
+
+
+def close_with_error(session: AgentSession[Any], error: Any) -> None:
+    """Close ``session`` with ``CloseReason.ERROR`` and ``error`` on the CloseEvent.
+
+    Never waits; a no-op when a close is already under way (``_close_soon`` checks
+    ``_closing_task`` itself). ``drain=False``: the farewell has already been played
+    or given up on, and anything still queued must not delay teardown.
+    """
+    if SEAMS_OK:
+        session._close_soon(reason=CloseReason.ERROR, error=error, drain=False)
+        return
+    _log.warning(
+        "agent_guard.close_fallback",
+        reason="AgentSession._close_soon is missing or changed; closing as USER_INITIATED",
+    )
+    session.shutdown(drain=False)
