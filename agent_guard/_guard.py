@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import time
 import weakref
@@ -120,6 +121,7 @@ class Guard:
         session.on("close", self._on_close)
         session.on("agent_state_changed", self._on_agent_state)
         session.on("user_input_transcribed", self._on_transcript)
+        session.on("speech_created", self._on_speech_created)
         if _has_running_loop():
             self._prepare()
 
@@ -303,6 +305,17 @@ class Guard:
         if getattr(ev, "transcript", ""):
             self._failures[Kind.STT].clear()
 
+    def _on_speech_created(self, ev: Any) -> None:
+        # After the decision, only the farewell may speak. A reply started now (the
+        # caller talking over the farewell, a tool, a timer) would run a new generation
+        # against the provider that just failed, with all its retries.
+        if self._decision is None or asyncio.current_task() is self._teardown:
+            return  # no decision yet, or this is the farewell, created by the teardown
+        handle = getattr(ev, "speech_handle", None)
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                handle.interrupt(force=True)
+
     def _on_close(self, ev: CloseEvent) -> None:
         self._close_event = ev
         self._closed.set()
@@ -317,6 +330,10 @@ class Guard:
         deadline = loop.time() + self._policy.farewell_timeout
         signal = self._policy.signal
         try:
+            if self._session.input.audio is not None:
+                # No new caller turns while the farewell plays: each would start another
+                # generation against the provider that just failed.
+                self._session.input.set_audio_enabled(False)
             if signal is not None and (participant := participant_of(self._session)) is not None:
                 # Concurrently with the farewell; bounded by the signal's own timeout.
                 self._spawn(signal.publish(participant, verdict, closing=True), "signal")

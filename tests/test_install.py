@@ -1,0 +1,54 @@
+"""Worker-wide default: install() guards every session started in the process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import agent_guard
+from agent_guard import GuardPolicy, guard, guarded
+from agent_guard.testing import GatewaySimulator
+from tests.conftest import make_session, start
+
+
+@pytest.fixture(autouse=True)
+def _clean_install() -> Iterator[None]:
+    yield
+    agent_guard.uninstall()
+
+
+class TestInstall:
+    """install()/uninstall() wrap AgentSession.start."""
+
+    async def test_sessions_started_after_install_are_guarded(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """No per-session code: the session gets the worker's policy at start()."""
+        policy = GuardPolicy(error_message="Worker-wide goodbye.")
+        agent_guard.install(policy)
+        session = make_session(sim)
+        assert guarded(session) is None
+        await start(session)
+        g = guarded(session)
+        assert g is not None and g.policy is policy
+        await session.aclose()
+
+    async def test_explicit_guard_wins(self, sim: GatewaySimulator) -> None:
+        """A session guarded explicitly keeps its own policy."""
+        agent_guard.install(GuardPolicy(error_message="worker"))
+        session = make_session(sim)
+        mine = GuardPolicy(error_message="mine")
+        g = guard(session, mine)
+        await start(session)
+        assert guarded(session) is g and g.policy is mine
+        await session.aclose()
+
+    async def test_uninstall_restores_stock_start(self, sim: GatewaySimulator) -> None:
+        """After uninstall() new sessions are left alone."""
+        agent_guard.install()
+        agent_guard.uninstall()
+        session = make_session(sim)
+        await start(session)
+        assert guarded(session) is None
+        await session.aclose()

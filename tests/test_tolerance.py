@@ -1,0 +1,162 @@
+"""Per-kind tolerance through real sessions: the guard owns the decision."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from livekit.agents import CloseReason, llm
+from livekit.agents._exceptions import APIError
+from livekit.agents.voice.agent_session import SessionConnectOptions
+
+from agent_guard import Category, GuardPolicy, Kind, Reason, Tolerance, guard
+from agent_guard.testing import GatewaySimulator, HttpError, Reply, StreamError
+from tests.conftest import make_session, start
+from tests.test_guard import spoken, turn
+
+SERVER_ERROR = HttpError(status=500, body={"error": {"message": "boom", "type": "server_error"}})
+
+
+def fast_session(sim: GatewaySimulator, **kw: Any) -> Any:
+    # max_retry=0: one request and one non-recoverable error per failing turn.
+    return make_session(sim, max_retry=0, **kw)
+
+
+class TestTolerance:
+    """Consecutive failures per kind, reset on success, optional window."""
+
+    async def test_closes_on_failure_n_plus_one(self, sim: GatewaySimulator) -> None:
+        """allow(2): two failing turns are tolerated, the third closes with the farewell."""
+        sim.llm.default = SERVER_ERROR
+        session = fast_session(sim)
+        g = guard(session, GuardPolicy(error_message="Bye for now.",
+                                       tolerances={Kind.LLM: Tolerance.allow(2)}))  # fmt: skip
+        await start(session)
+        await turn(session, "one")
+        await turn(session, "two")
+        assert g.decision is None and g.close_event is None
+        await turn(session, "three")
+        async with asyncio.timeout(10):
+            ev = await g.wait_closed()
+        assert ev.reason is CloseReason.ERROR
+        assert g.decision is not None and g.decision.reason is Reason.TOLERANCE_EXCEEDED
+        assert g.decision.verdict.category is Category.SERVER_ERROR
+        assert len(sim.requests_for("llm")) == 3
+        assert spoken(sim) == "Bye for now."
+
+    async def test_success_resets_the_count(self, sim: GatewaySimulator) -> None:
+        """fail, fail, success, fail, fail: still open; one more failure closes."""
+        sim.llm.script(SERVER_ERROR, SERVER_ERROR, Reply("I'm back."), SERVER_ERROR, SERVER_ERROR)
+        sim.llm.default = SERVER_ERROR
+        session = fast_session(sim)
+        g = guard(session, GuardPolicy(tolerances={Kind.LLM: Tolerance.allow(2)}))
+        await start(session)
+        for text in ("1", "2", "3", "4", "5"):
+            await turn(session, text)
+        assert g.close_event is None
+        await turn(session, "6")
+        async with asyncio.timeout(10):
+            await g.wait_closed()
+        assert g.decision is not None and g.decision.reason is Reason.TOLERANCE_EXCEEDED
+
+    async def test_window_expiry_forgets_old_failures(self, sim: GatewaySimulator) -> None:
+        """allow(1, within=0.3): failures 0.4 s apart never add up; two in a row do."""
+        sim.llm.default = SERVER_ERROR
+        session = fast_session(sim)
+        g = guard(session, GuardPolicy(tolerances={Kind.LLM: Tolerance.allow(1, within=0.3)}))
+        await start(session)
+        await turn(session, "1")
+        await asyncio.sleep(0.4)
+        await turn(session, "2")
+        assert g.close_event is None
+        await turn(session, "3")
+        async with asyncio.timeout(10):
+            await g.wait_closed()
+
+    async def test_builtin_counter_never_closes_behind_the_guard(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """Stock would close on the first failure (max_unrecoverable_errors=0); guarded stays."""
+        sim.llm.default = SERVER_ERROR
+        session = fast_session(sim)
+        session.conn_options.max_unrecoverable_errors = 0
+        g = guard(session, GuardPolicy(tolerances={Kind.LLM: Tolerance.allow(5)}))
+        await start(session)
+        for text in ("1", "2", "3"):
+            await turn(session, text)
+        await asyncio.sleep(0.1)
+        assert g.close_event is None
+        await session.aclose()
+
+    async def test_realtime_errors_are_counted_not_fatal_on_first(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """livekit closes on the first realtime error; the guard applies the tolerance."""
+        session = make_session(sim)
+        assert isinstance(session.conn_options, SessionConnectOptions)
+        g = guard(session, GuardPolicy(tolerances={Kind.REALTIME: Tolerance.allow(1)}))
+        await start(session)
+        model = session.llm
+        assert isinstance(model, llm.LLM)
+
+        def fail() -> None:
+            # Through the real activity path: AgentActivity listens to the model's
+            # "error" and forwards it to the session (agent_activity.py:2225).
+            model.emit("error", llm.RealtimeModelError(
+                timestamp=0.0, label="test.realtime",
+                error=APIError("server_error", body={"type": "server_error"}, retryable=True),
+                recoverable=False,
+            ))  # fmt: skip
+
+        fail()
+        await asyncio.sleep(0.1)
+        assert g.close_event is None  # stock: closed already
+        fail()
+        async with asyncio.timeout(10):
+            ev = await g.wait_closed()
+        assert ev.reason is CloseReason.ERROR
+        assert isinstance(ev.error, llm.RealtimeModelError)
+
+
+class TestClientCancellations:
+    """Cancellations we caused never count; provider-side failures do."""
+
+    async def test_mid_stream_client_cancel_never_counts(self, sim: GatewaySimulator) -> None:
+        """A 499 arriving mid-stream (a connection error) is exempt even with fail_fast."""
+        cancel = StreamError(after_chunks=1, body={"message": "Client closed request", "code": 499})
+        sim.llm.default = cancel
+        session = fast_session(sim)
+        g = guard(session, GuardPolicy(tolerances={Kind.LLM: Tolerance.fail_fast()}))
+        await start(session)
+        for text in ("1", "2", "3"):
+            await turn(session, text)
+        assert g.verdicts and all(v.category is Category.CLIENT_CANCELLED for v in g.verdicts)
+        assert not any(v.counts for v in g.verdicts)
+        assert g.close_event is None
+        await session.aclose()
+
+    async def test_provider_side_failure_mid_stream_counts(self, sim: GatewaySimulator) -> None:
+        """The same shape with a provider fault (not a cancel) counts and closes."""
+        sim.llm.default = StreamError(after_chunks=1, body={"message": "overloaded", "code": 503})
+        session = fast_session(sim)
+        g = guard(session, GuardPolicy(tolerances={Kind.LLM: Tolerance.fail_fast()}))
+        await start(session)
+        await turn(session, "1")
+        async with asyncio.timeout(10):
+            await g.wait_closed()
+        assert g.decision is not None
+        assert g.decision.verdict.counts
+
+    async def test_http_499_is_silent_upstream(self, sim: GatewaySimulator) -> None:
+        """livekit swallows an HTTP 499 before any error event (llm.py:331): nothing to count."""
+        from agent_guard.testing import ClientCancelled
+
+        sim.llm.default = ClientCancelled()
+        session = fast_session(sim)
+        g = guard(session, GuardPolicy(tolerances={Kind.LLM: Tolerance.fail_fast()}))
+        await start(session)
+        await turn(session, "1")
+        assert g.verdicts == ()
+        assert g.close_event is None
+        await session.aclose()
+
