@@ -227,8 +227,8 @@ class Guard:
             await asyncio.wait([previous])
         for i in range(first, len(self._hooks)):
             hook = self._hooks[i]
-            result = awaiting if i == first and awaiting is not None else self._call_hook(
-                hook, verdict
+            result = (
+                awaiting if i == first and awaiting is not None else self._call_hook(hook, verdict)
             )
             if inspect.isawaitable(result):
                 try:
@@ -254,9 +254,12 @@ class Guard:
         reason = self._decide(verdict, verdict.recoverable)
         if reason is None:
             signal = self._policy.signal
-            if signal is not None and signal.on_tolerated and verdict.counts and (
-                participant := participant_of(self._session)
-            ) is not None:
+            if (
+                signal is not None
+                and signal.on_tolerated
+                and verdict.counts
+                and (participant := participant_of(self._session)) is not None
+            ):
                 self._spawn(signal.publish(participant, verdict, closing=False), "signal")
             return
         # The CloseEvent carries livekit's error model with its real flag back.
@@ -412,4 +415,3 @@ def _log_task_failure(task: asyncio.Task[None]) -> None:
     # Retrieve every exception: no "Task exception was never retrieved" from the guard.
     if not task.cancelled() and (exc := task.exception()) is not None:
         _log.error("agent_guard.task_failed", task=task.get_name(), error_type=type(exc).__name__)
-

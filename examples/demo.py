@@ -119,7 +119,7 @@ async def scenario(run: Run, session: AgentSession[Any]) -> None:
                 await session.run(user_input=text)
         # A caller waits for the agent to finish speaking (or the call to end), then
         # pauses briefly before talking again.
-        await _first(closed.wait(), _quiet(run.out, since=start), timeout=TURN_TIMEOUT)
+        await _first(closed.wait(), _quiet(run.out, since=start), limit=TURN_TIMEOUT)
         run.turns.append((start, time.monotonic(), len(run.out.frames) - before))
         if not closed.is_set() and len(run.out.frames) == before:
             run.note(f"user turn {i + 1}: the agent said nothing (dead turn)")
@@ -141,10 +141,10 @@ async def _quiet(out: CaptureAudioOutput, *, since: float) -> None:
         await asyncio.sleep(0.02)
 
 
-async def _first(*aws: Any, timeout: float) -> None:
+async def _first(*aws: Any, limit: float) -> None:
     tasks = [asyncio.ensure_future(a) for a in aws]
     try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for t in tasks:
             t.cancel()
@@ -223,12 +223,15 @@ async def main(out_dir: Path) -> list[Run]:
     for run in runs:
         print(timeline(run), end="\n\n")
     print(summary(runs), end="\n\n")
-    out_dir.mkdir(parents=True, exist_ok=True)
     wav = out_dir / "farewell.wav"
-    q = guarded.quota_at
-    guarded.out.write_wav(wav)
+    await asyncio.to_thread(_write_farewell, guarded, wav)
     print(f"Guarded farewell audio written to {wav}")
     return runs
+
+
+def _write_farewell(run: Run, wav: Path) -> None:
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    run.out.write_wav(wav, since=run.quota_at)
 
 
 def cli() -> None:

@@ -28,6 +28,7 @@ def make_session(
     tts: bool = True,
     retry_interval: float = 2.0,
     max_retry: int = 3,
+    stt: Any = None,
 ) -> AgentSession[Any]:
     """A room-less, text-driven session with the real openai LLM and TTS over HTTP."""
     conn = APIConnectOptions(max_retry=max_retry, retry_interval=retry_interval, timeout=5.0)
@@ -38,6 +39,7 @@ def make_session(
                        api_key=SECRET_KEY)
             if tts else None
         ),
+        stt=stt,
         vad=None,
         turn_handling={"turn_detection": "manual"},
         conn_options=SessionConnectOptions(llm_conn_options=conn, tts_conn_options=conn),

@@ -45,11 +45,7 @@ async def turn(session: AgentSession[Any], text: str) -> None:
 
 
 def chat_texts(session: AgentSession[Any]) -> list[str]:
-    return [
-        m.text_content or ""
-        for m in session.history.items
-        if isinstance(m, llm.ChatMessage)
-    ]
+    return [m.text_content or "" for m in session.history.items if isinstance(m, llm.ChatMessage)]
 
 
 def spoken(sim: GatewaySimulator, *, after: float = 0.0) -> str:
@@ -122,9 +118,7 @@ class TestCreditsExhausted:
 class TestTransient:
     """Transient failures keep stock behaviour: retried, tolerated."""
 
-    async def test_rate_limit_category_is_retried_not_terminal(
-        self, sim: GatewaySimulator
-    ) -> None:
+    async def test_rate_limit_category_is_retried_not_terminal(self, sim: GatewaySimulator) -> None:
         """A gateway rate-limit 429 is retried by livekit and does not close the session."""
         sim.llm.default = RateLimited()
         session = make_session(sim, retry_interval=0.05)
@@ -211,9 +205,7 @@ class TestPolicy:
         assert played[: len(samples)] == samples
         assert len(played) >= len(samples)
 
-    async def test_hanging_tts_is_bounded_by_farewell_timeout(
-        self, sim: GatewaySimulator
-    ) -> None:
+    async def test_hanging_tts_is_bounded_by_farewell_timeout(self, sim: GatewaySimulator) -> None:
         """TTS that never answers: the close still comes within farewell_timeout + margin."""
         sim.llm.default = QuotaExceeded()
         sim.tts.default = Hang()
@@ -236,7 +228,7 @@ class TestGuardCall:
         """Attaching after start() would let livekit's counter run first."""
         session = make_session(sim)
         await start(session)
-        with pytest.raises(GuardError, match="before session.start"):
+        with pytest.raises(GuardError, match=r"before session\.start"):
             guard(session)
         await session.aclose()
 

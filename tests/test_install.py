@@ -21,9 +21,7 @@ def _clean_install() -> Iterator[None]:
 class TestInstall:
     """install()/uninstall() wrap AgentSession.start."""
 
-    async def test_sessions_started_after_install_are_guarded(
-        self, sim: GatewaySimulator
-    ) -> None:
+    async def test_sessions_started_after_install_are_guarded(self, sim: GatewaySimulator) -> None:
         """No per-session code: the session gets the worker's policy at start()."""
         policy = GuardPolicy(error_message="Worker-wide goodbye.")
         agent_guard.install(policy)

@@ -23,9 +23,7 @@ class TestSeams:
         params = inspect.signature(AgentSession._close_soon).parameters
         assert {"reason", "error", "drain"} <= params.keys()
 
-    async def test_close_with_error_attaches_reason_and_error(
-        self, sim: GatewaySimulator
-    ) -> None:
+    async def test_close_with_error_attaches_reason_and_error(self, sim: GatewaySimulator) -> None:
         """The CloseEvent carries CloseReason.ERROR and the very error given."""
         session = make_session(sim)
         closed: asyncio.Future[CloseEvent] = asyncio.get_running_loop().create_future()

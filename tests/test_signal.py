@@ -110,9 +110,7 @@ class TestPayload:
         assert payload["closing"] is False and payload["category"] == "rate_limited"
         await session.aclose()
 
-    async def test_signal_off(
-        self, sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_signal_off(self, sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch) -> None:
         """signal=None publishes nothing."""
         participant = RecordingParticipant()
         monkeypatch.setattr(guard_module, "participant_of", lambda session: participant)

@@ -159,4 +159,3 @@ class TestClientCancellations:
         assert g.verdicts == ()
         assert g.close_event is None
         await session.aclose()
-

@@ -1,0 +1,412 @@
+"""The farewell is heard in every failure mode, and never delays teardown past its bound."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from livekit import rtc
+from livekit.agents import CloseReason, llm, stt
+from livekit.agents._exceptions import APIError, APIStatusError
+from livekit.plugins import openai
+
+from agent_guard import (
+    DEFAULT_ERROR_MESSAGE,
+    DEFAULT_FAREWELL_AUDIO,
+    Category,
+    Farewell,
+    GuardPolicy,
+    Kind,
+    Verdict,
+    guard,
+)
+from agent_guard import _farewell as farewell_module
+from agent_guard.testing import (
+    CaptureAudioOutput,
+    GatewaySimulator,
+    Hang,
+    HttpError,
+    QuotaExceeded,
+    Reply,
+    Speech,
+)
+from tests.conftest import SECRET_KEY, make_session, start
+from tests.test_guard import chat_texts, spoken, turn
+
+BOUND_MARGIN = 0.5
+
+
+@pytest.fixture(autouse=True)
+def _fresh_presynthesis_cache() -> Iterator[None]:
+    farewell_module._PRESYNTH.clear()
+    yield
+    farewell_module._PRESYNTH.clear()
+
+
+def recording_pcm(path: Path = DEFAULT_FAREWELL_AUDIO) -> bytes:
+    with wave.open(str(path), "rb") as w:
+        return w.readframes(w.getnframes())
+
+
+def gateway_quota_error(quota_type: str = "llm") -> APIError:
+    """A gateway credits error as the realtime/STT websocket paths deliver it (body kept)."""
+    return APIError(
+        "inference quota exceeded",
+        body={"type": "inference_quota_exceeded", "category": "MaxGatewayCredits",
+              "quota_type": quota_type, "error": "quota exceeded, category: MaxGatewayCredits"},
+        retryable=False,
+    )  # fmt: skip
+
+
+async def closed_within(g: Any, bound: float) -> Any:
+    async with asyncio.timeout(10):
+        ev = await g.wait_closed()
+    assert g.decision is not None
+    assert time.monotonic() - g.decision.at < bound + BOUND_MARGIN
+    return ev
+
+
+class TestEveryKind:
+    """For each failing kind, the farewell is heard and the close comes within the bound."""
+
+    async def test_llm(self, sim: GatewaySimulator) -> None:
+        """LLM credits: synthesised through the (healthy) TTS."""
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(farewell_timeout=3.0))
+        out = await start(session)
+        await turn(session, "hi")
+        ev = await closed_within(g, 3.0)
+        assert ev.reason is CloseReason.ERROR
+        assert spoken(sim) == DEFAULT_ERROR_MESSAGE
+        assert out.duration > 0.5
+
+    async def test_tts(self, sim: GatewaySimulator) -> None:
+        """TTS credits: the packaged recording is played; TTS is not asked again."""
+        sim.llm.default = Reply("Sure, one moment.")
+        sim.tts.default = QuotaExceeded(quota_type="tts")
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(farewell_timeout=3.0))
+        out = await start(session)
+        await turn(session, "hi")
+        ev = await closed_within(g, 3.0)
+        assert ev.reason is CloseReason.ERROR
+        assert isinstance(ev.error, type(ev.error)) and ev.error is not None
+        assert ev.error.type == "tts_error"
+        assert g.decision is not None and g.decision.verdict.kind is Kind.TTS
+        assert len(sim.requests_for("tts")) == 1  # the failed reply only
+        expected = recording_pcm()
+        assert out.pcm()[: len(expected)] == expected
+
+    async def test_stt(self, sim: GatewaySimulator) -> None:
+        """STT auth failure: the session's healthy TTS speaks the apology."""
+        recognizer = openai.STT(base_url=sim.base_url, api_key=SECRET_KEY)
+        session = make_session(sim, stt=recognizer)
+        g = guard(session, GuardPolicy(farewell_timeout=3.0))
+        await start(session)
+        recognizer.emit("error", stt.STTError(
+            timestamp=0.0, label=recognizer.label, recoverable=False,
+            error=APIStatusError("Incorrect API key", status_code=401, body=None),
+        ))  # fmt: skip
+        ev = await closed_within(g, 3.0)
+        assert ev.reason is CloseReason.ERROR
+        assert ev.error is not None and ev.error.type == "stt_error"
+        assert g.decision is not None and g.decision.verdict.category is Category.AUTH
+        assert spoken(sim) == DEFAULT_ERROR_MESSAGE
+
+    async def test_realtime_without_tts(self, sim: GatewaySimulator) -> None:
+        """A realtime model with no TTS: the recording is played through audio=."""
+        session = make_session(sim, tts=False)
+        g = guard(session, GuardPolicy(farewell_timeout=3.0))
+        out = await start(session)
+        model = session.llm
+        assert isinstance(model, llm.LLM)
+        model.emit("error", llm.RealtimeModelError(
+            timestamp=0.0, label="openai.realtime", recoverable=False,
+            error=gateway_quota_error(),
+        ))  # fmt: skip
+        ev = await closed_within(g, 3.0)
+        assert ev.reason is CloseReason.ERROR
+        assert ev.error is not None and ev.error.type == "realtime_model_error"
+        expected = recording_pcm()
+        assert out.pcm()[: len(expected)] == expected
+        assert sim.requests_for("tts") == []
+
+
+class TestMessages:
+    """error_message as a callable, per-kind/category overrides, the hint opt-in."""
+
+    async def test_callable_gets_the_verdict(self, sim: GatewaySimulator) -> None:
+        """The factory's text is spoken; it saw the closing verdict."""
+        seen: list[Verdict] = []
+
+        def message(v: Verdict) -> str:
+            seen.append(v)
+            return f"Sorry, the {v.kind.value} service is unavailable."
+
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(error_message=message))
+        await start(session)
+        await turn(session, "hi")
+        await closed_within(g, 8.0)
+        assert spoken(sim) == "Sorry, the llm service is unavailable."
+        assert [v.category for v in seen] == [Category.QUOTA_EXHAUSTED]
+
+    async def test_callable_can_return_audio(self, sim: GatewaySimulator) -> None:
+        """A Farewell with frames is played as given, without TTS."""
+        frame = rtc.AudioFrame(b"\x10\x00" * 480, 24000, 1, 480)
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(error_message=lambda v: Farewell("bye", audio=[frame])))
+        out = await start(session)
+        await turn(session, "hi")
+        await closed_within(g, 8.0)
+        assert sim.requests_for("tts") == []
+        assert out.pcm()[: len(frame.data.tobytes())] == frame.data.tobytes()
+
+    @pytest.mark.parametrize(
+        ("factory", "expected"),
+        [
+            (lambda v: None, ""),
+            (lambda v: 1 / 0, DEFAULT_ERROR_MESSAGE),
+            (lambda v: 42, DEFAULT_ERROR_MESSAGE),
+        ],
+        ids=["none-is-silent", "raising-falls-back", "junk-falls-back"],
+    )
+    async def test_callable_edge_cases(
+        self, sim: GatewaySimulator, factory: Any, expected: str
+    ) -> None:
+        """None is silence; a broken factory never silences the farewell."""
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(error_message=factory))
+        await start(session)
+        await turn(session, "hi")
+        await closed_within(g, 8.0)
+        assert spoken(sim) == expected
+
+    async def test_category_beats_kind_beats_error_message(self, sim: GatewaySimulator) -> None:
+        """messages[category] wins over messages[kind], which wins over error_message."""
+        sim.llm.default = QuotaExceeded()
+        policy = GuardPolicy(
+            error_message="generic",
+            messages={Kind.LLM: "kind message", Category.QUOTA_EXHAUSTED: "category message"},
+        )
+        session = make_session(sim)
+        g = guard(session, policy)
+        await start(session)
+        await turn(session, "hi")
+        await closed_within(g, 8.0)
+        assert spoken(sim) == "category message"
+
+    async def test_kind_override_can_silence(self, sim: GatewaySimulator) -> None:
+        """messages={kind: None} closes that kind silently."""
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(messages={"llm": None}))
+        await start(session)
+        await turn(session, "hi")
+        ev = await closed_within(g, 8.0)
+        assert ev.reason is CloseReason.ERROR
+        assert sim.requests_for("tts") == []
+
+    @pytest.mark.parametrize("speak_hint", [False, True])
+    async def test_gateway_hint_is_spoken_only_on_opt_in(
+        self, sim: GatewaySimulator, speak_hint: bool
+    ) -> None:
+        """The hint is developer text: spoken only with speak_hint=True, sanitised."""
+        sim.llm.default = QuotaExceeded(hint="Wait for the <b>next</b> billing cycle.")
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(speak_hint=speak_hint))
+        await start(session)
+        await turn(session, "hi")
+        await closed_within(g, 8.0)
+        said = spoken(sim)
+        if speak_hint:
+            assert said == "Wait for the next billing cycle."
+        else:
+            assert said == DEFAULT_ERROR_MESSAGE
+
+
+class TestPresynthesis:
+    """The farewell synthesised while TTS was healthy is played when it is not."""
+
+    async def test_cached_voice_is_played_after_tts_dies(self, sim: GatewaySimulator) -> None:
+        """One synthesis per worker; the failing session plays it with no TTS request."""
+        sim.llm.default = Reply("Sure, one moment.")
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(presynthesize=True))
+        out = await start(session)
+        async with asyncio.timeout(5):
+            while not farewell_module._PRESYNTH:
+                await asyncio.sleep(0.01)
+        presynth_requests = len(sim.requests_for("tts"))
+        assert presynth_requests == 1  # the whole text, once
+        cached = next(iter(farewell_module._PRESYNTH.values()))
+
+        sim.tts.default = QuotaExceeded(quota_type="tts")  # TTS credits run out
+        await turn(session, "hi")
+        await closed_within(g, 8.0)
+        assert g.decision is not None and g.decision.verdict.kind is Kind.TTS
+        # Only the failed reply asked TTS; the farewell came from the cache.
+        assert len(sim.requests_for("tts")) == presynth_requests + 1
+        expected = b"".join(f.data.tobytes() for f in cached)
+        assert out.pcm()[: len(expected)] == expected
+
+    async def test_cache_is_shared_across_sessions(self, sim: GatewaySimulator) -> None:
+        """A second session with the same text and voice does not synthesise again."""
+        for _ in range(2):
+            session = make_session(sim)
+            guard(session, GuardPolicy(presynthesize=True))
+            await start(session)
+            async with asyncio.timeout(5):
+                while not farewell_module._PRESYNTH:
+                    await asyncio.sleep(0.01)
+            await session.aclose()
+        assert len(sim.requests_for("tts")) == 1
+
+
+class TestBounds:
+    """Whatever TTS, the audio output or the user do, the close comes, once, in time."""
+
+    async def test_tts_failing_mid_farewell(self, sim: GatewaySimulator) -> None:
+        """A TTS error after the first sentence: close within the bound, no stray errors."""
+        sim.llm.default = QuotaExceeded()
+        sim.tts.script(Speech())  # the first sentence is heard, the rest fails
+        sim.tts.default = HttpError(status=500, body={"error": "tts down"})
+        session = make_session(sim, max_retry=0)
+        closes: list[Any] = []
+        session.on("close", closes.append)
+        g = guard(session, GuardPolicy(farewell_timeout=2.0))
+        await start(session)
+        await turn(session, "hi")
+        ev = await closed_within(g, 2.0)
+        assert ev.reason is CloseReason.ERROR
+        assert ev.error is not None and ev.error.type == "llm_error"
+        await asyncio.sleep(0.1)
+        assert len(closes) == 1
+
+    async def test_tts_hang_is_cut_at_the_bound(self, sim: GatewaySimulator) -> None:
+        """A hanging TTS: the farewell is abandoned at farewell_timeout."""
+        sim.llm.default = QuotaExceeded()
+        sim.tts.default = Hang()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(farewell_timeout=0.5))
+        await start(session)
+        await turn(session, "hi")
+        await closed_within(g, 0.5)
+        assert g.farewell is not None and g.farewell.timed_out
+
+    async def test_without_audio_output(self, sim: GatewaySimulator) -> None:
+        """No audio output at all (text-only session): the close still comes."""
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(farewell_timeout=2.0))
+        from livekit.agents import Agent
+
+        await session.start(Agent(instructions="Be brief."))
+        await turn(session, "hi")
+        ev = await closed_within(g, 2.0)
+        assert ev.reason is CloseReason.ERROR
+
+    async def test_user_closes_during_the_farewell(self, sim: GatewaySimulator) -> None:
+        """aclose() while the farewell plays: one close, the user's, and no hang."""
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        closes: list[Any] = []
+        session.on("close", closes.append)
+        g = guard(session)
+        out = CaptureAudioOutput(realtime=True)
+        session.output.audio = out
+        from livekit.agents import Agent
+
+        await session.start(Agent(instructions="Be brief."))
+        await turn(session, "hi")
+        async with asyncio.timeout(5):
+            while not out.frames:
+                await asyncio.sleep(0.01)
+        async with asyncio.timeout(5):
+            await session.aclose()
+            await g.wait_closed()
+        await asyncio.sleep(0.1)
+        assert len(closes) == 1
+        assert closes[0].reason is CloseReason.USER_INITIATED
+        assert g.farewell is not None and not g.farewell.completed
+
+    async def test_session_already_closing(self, sim: GatewaySimulator) -> None:
+        """An error arriving while the session closes plays nothing and closes nothing."""
+        session = make_session(sim)
+        closes: list[Any] = []
+        session.on("close", closes.append)
+        g = guard(session)
+        await start(session)
+        model = session.llm
+        assert isinstance(model, llm.LLM)
+        session.shutdown(drain=False)
+        model.emit("error", llm.LLMError(
+            timestamp=0.0, label="x", recoverable=False, error=gateway_quota_error(),
+        ))  # fmt: skip
+        async with asyncio.timeout(5):
+            await g.wait_closed()
+        await asyncio.sleep(0.1)
+        assert len(closes) == 1 and closes[0].reason is CloseReason.USER_INITIATED
+        assert g.farewell is None
+
+    async def test_caller_talking_over_the_farewell_is_not_retried(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """A reply requested during the farewell is cancelled: never retried, never heard.
+
+        livekit starts the reply's LLM request as the speech is created, so one request
+        may already be on the wire when the guard cancels it (stock: 4 per turn).
+        """
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session)
+        out = CaptureAudioOutput(realtime=True)
+        session.output.audio = out
+        from livekit.agents import Agent
+
+        await session.start(Agent(instructions="Be brief."))
+        await turn(session, "hi")
+        async with asyncio.timeout(5):
+            while not out.frames:
+                await asyncio.sleep(0.01)
+        reply = session.generate_reply(user_input="hello? are you still there?")
+        async with asyncio.timeout(10):
+            await g.wait_closed()
+        assert reply.interrupted
+        assert len(sim.requests_for("llm")) <= 2
+        assert g.farewell is not None and g.farewell.completed
+        assert DEFAULT_ERROR_MESSAGE not in chat_texts(session)
+
+    async def test_no_leaked_tasks_or_unretrieved_exceptions(self, sim: GatewaySimulator) -> None:
+        """After the close every guard task is done and nothing was left unretrieved."""
+        loop = asyncio.get_running_loop()
+        problems: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, ctx: problems.append(ctx))
+        try:
+            sim.llm.default = QuotaExceeded()
+            sim.tts.default = HttpError(status=500, body="tts down")
+            session = make_session(sim, max_retry=0)
+            g = guard(session, GuardPolicy(farewell_timeout=1.0))
+            await start(session)
+            await turn(session, "hi")
+            await closed_within(g, 1.0)
+            await asyncio.sleep(0.2)
+            import gc
+
+            gc.collect()
+            await asyncio.sleep(0)
+            pending = [t for t in asyncio.all_tasks() if t.get_name().startswith("agent_guard.")
+                       and not t.done()]  # fmt: skip
+            assert pending == []
+            assert [p for p in problems if "agent_guard" in repr(p)] == []
+        finally:
+            loop.set_exception_handler(None)
