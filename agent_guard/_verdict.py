@@ -181,12 +181,29 @@ class ErrorFacts:
             counts=(category is not Category.CLIENT_CANCELLED) if counts is None else counts,
             provider=provider,
             status_code=self.status_code,
-            hint=sanitize_hint(hint) if hint is not None else None,
+            hint=(sanitize_hint(hint) or None) if hint is not None else None,
             public_message=PUBLIC_MESSAGES[category] if public_message is None else public_message,
-            quota=quota,
+            quota=_clean_quota(quota, redact),
             detail=redact(f"{type(self.error).__name__}: {self.message}"),
             recoverable=self.recoverable,
         )
+
+
+def _clean_quota(quota: QuotaInfo | None, redact: Callable[..., str]) -> QuotaInfo | None:
+    # Plugins copy provider body fields into QuotaInfo; they reach logs and as_dict(),
+    # so they get the same redaction as the detail.
+    if quota is None:
+        return None
+    return dataclasses.replace(
+        quota,
+        quota_type=redact(quota.quota_type, limit=64) if quota.quota_type else quota.quota_type,
+        category=redact(quota.category, limit=64) if quota.category else quota.category,
+        remaining_limit=(
+            redact(quota.remaining_limit, limit=64)
+            if quota.remaining_limit
+            else quota.remaining_limit
+        ),
+    )
 
 
 Classifier: TypeAlias = Callable[[ErrorFacts], Verdict | None]

@@ -221,6 +221,31 @@ class TestPolicy:
         assert g.farewell is not None and g.farewell.timed_out
 
 
+class TestClassifiersKnob:
+    """GuardPolicy.classifiers: the user's chain decides before the generic rules."""
+
+    async def test_custom_classifier_runs_first(self, sim: GatewaySimulator) -> None:
+        """A classifier calling every 503 terminal closes in the first failing turn."""
+        from agent_guard import DEFAULT_CLASSIFIERS, ErrorFacts, Verdict
+
+        def outage_is_final(facts: ErrorFacts) -> Verdict | None:
+            if facts.status_code == 503:
+                return facts.verdict(Category.OVERLOADED, provider="acme", terminal=True)
+            return None
+
+        sim.llm.default = HttpError(status=503, body={"error": {"message": "down"}})
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(classifiers=(outage_is_final, *DEFAULT_CLASSIFIERS)))
+        await start(session)
+        await turn(session, "hi")
+        async with asyncio.timeout(10):
+            await g.wait_closed()
+        assert len(sim.requests_for("llm")) == 1
+        assert g.decision is not None
+        assert g.decision.verdict.provider == "acme"
+        assert g.decision.reason is Reason.TERMINAL
+
+
 class TestGuardCall:
     """guard() itself: misuse gets a clear error."""
 

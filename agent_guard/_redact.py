@@ -1,0 +1,173 @@
+"""Redaction of secrets and sanitisation of untrusted provider text.
+
+Provider error messages and bodies routinely echo what they were sent: an OpenAI 401
+quotes the rejected key (``Incorrect API key provided: sk-proj-...``), proxies echo
+``Authorization`` headers, and query strings carry ``key=``/``api_key=``. Everything
+that leaves classification goes through :func:`redact` first.
+
+Both functions are total and linear-time: input is cut to a bounded window *before* any
+regex runs, and no pattern nests quantifiers, so hostile input cannot trigger
+catastrophic backtracking.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+__all__ = ["redact", "sanitize_hint"]
+
+REDACTED = "[redacted]"
+ELLIPSIS = "…"
+
+# Characters a secret token is made of (base64url, hex, JWT segments). "/" is left out
+# on purpose: with it, every URL path with a version number ("/v1/projects/...") would
+# read as a token; standard-base64 secrets still lose every 32-char run between slashes.
+_TOKEN_CHARS = r"A-Za-z0-9+_=\-"
+
+# ANSI escape sequences go whole: removing only ESC would leave "[31m" behind.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+# Ordered (see _scrub): credential-named fields first, so a key quoted in JSON is
+# replaced whole; then the specific shapes, whose readable prefixes must survive the
+# generic long-token rule that runs last.
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
+# OpenAI (sk-, sk-proj-, sk-svcacct-), Anthropic (sk-ant-api03-), ElevenLabs and
+# Cartesia (sk_, sk_car_) keys.
+_SK_KEY = re.compile(r"\b(sk[-_])[A-Za-z0-9][A-Za-z0-9_\-]{5,}")
+_GOOGLE_KEY = re.compile(r"\bAIza[A-Za-z0-9_\-]{20,}")
+# "Token" is matched case-sensitively and only with a long credential: lower-case
+# "token" is ordinary provider prose ("LLM token credit quota exceeded").
+_AUTH_SCHEME = re.compile(
+    r"\b((?i:bearer)\s+|Token\s+(?=[" + _TOKEN_CHARS + r"]{16}))[" + _TOKEN_CHARS + r"./~]{8,}"
+)
+# `name: value`, `name=value`, `"name": "value"`: the name decides (see _field). The
+# possessive name never backtracks into itself when no separator follows.
+_FIELD = re.compile(r"""(?<![\w\-])([A-Za-z][\w\-]{0,63}+)(["']?\s*[:=]\s*["']?)([^\s"'&,;}\]]+)""")
+_SENSITIVE_NAME = re.compile(
+    r"(?:key|secret|token|password|passwd|credentials?|authorization|signature)\Z",
+    re.IGNORECASE,
+)
+# The lookbehind anchors matches at the start of a run: without it a 31-char run would
+# be retried from each of its positions.
+_LONG_TOKEN = re.compile(r"(?<![" + _TOKEN_CHARS + r"])[" + _TOKEN_CHARS + r"]{32,}")
+_SEPARATOR = re.compile(r"""[\s"',;&:=(){}\[\]<>]""")
+
+# Markup an untrusted hint may carry: a hint can reach a TTS (SSML) or a frontend
+# (HTML/markdown), so none of it is passed through.
+_TAG = re.compile(r"<[^<>]{0,256}>")
+_MD_LINK = re.compile(r"!?\[([^\[\]]{0,256})\]\([^()\s]{0,512}\)")
+_MD_EMPHASIS = re.compile(r"[*~`]+|(?<!\w)_+|_+(?!\w)")
+_MD_LINE_PREFIX = re.compile(r"(?m)^\s{0,3}(?:#{1,6}|>+|[-+]\s)\s*")
+_ANGLE = re.compile(r"[<>]")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _window(text: str, limit: int) -> tuple[str, bool]:
+    """Cut ``text`` to a regex-safe window, never ending inside a possible secret.
+
+    A secret cut in half would no longer match its pattern (a 40-char key cut to 31
+    chars escapes the 32-char rule), so a cut window drops its trailing fragment.
+
+    Returns:
+        The window, and whether anything was cut.
+    """
+    size = max(limit, 64) * 4
+    if len(text) <= size:
+        return text, False
+    window = text[:size]
+    match = _SEPARATOR.search(window[::-1])
+    return (window[: size - match.start()] if match else ""), True
+
+
+def _field(match: re.Match[str]) -> str:
+    name, separator, _ = match.groups()
+    if _SENSITIVE_NAME.search(name):
+        return f"{name}{separator}{REDACTED}"
+    return match.group(0)
+
+
+def _long_token(match: re.Match[str]) -> str:
+    # Long identifiers ("inference_quota_exceeded_for_project") are prose, not secrets:
+    # a credential of this length mixes letters and digits.
+    token = match.group(0)
+    has_digit = any(c.isdigit() for c in token)
+    has_alpha = any(c.isalpha() for c in token)
+    return REDACTED if has_digit and has_alpha else token
+
+
+def _bound(text: str, limit: int, *, cut: bool = False) -> str:
+    if limit <= 0:
+        return ""
+    if len(text) <= limit and not cut:
+        return text
+    return text[: limit - 1].rstrip() + ELLIPSIS
+
+
+_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (_JWT, REDACTED),
+    (_SK_KEY, r"\1" + ELLIPSIS + REDACTED),
+    (_GOOGLE_KEY, "AIza" + ELLIPSIS + REDACTED),
+    (_AUTH_SCHEME, r"\1" + REDACTED),
+)
+# Substrings (lower-cased) one of which every rule in _RULES needs: ordinary error
+# messages have none, which skips four regex passes (a plain `in` scan is ~10x cheaper).
+_RULE_MARKERS = ("eyj", "sk-", "sk_", "aiza", "bearer", "token")
+
+
+def _printable(text: str) -> str:
+    """Replace every non-printable character with a space.
+
+    Controls, bidi overrides, zero-width characters and line separators would let
+    provider text reorder, hide or forge what a log line shows.
+    """
+    text = _ANSI.sub(" ", text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+def _scrub(text: str) -> str:
+    text = _FIELD.sub(_field, _printable(text))
+    lowered = text.lower()
+    if any(marker in lowered for marker in _RULE_MARKERS):
+        for pattern, replacement in _RULES:
+            text = pattern.sub(replacement, text)
+    return _LONG_TOKEN.sub(_long_token, text)
+
+
+def redact(text: str, *, limit: int = 500) -> str:
+    """Remove secrets and control characters from ``text`` and bound its length.
+
+    Args:
+        text: Provider text (an error message, a body, a header value).
+        limit: Maximum length of the result, ellipsis included.
+
+    Returns:
+        The text with API keys, bearer tokens, JWTs, credential-named fields and long
+        opaque tokens replaced by ``[redacted]`` (keeping a recognisable prefix such as
+        ``sk-…[redacted]``), control characters replaced by spaces, cut to ``limit``.
+    """
+    window, cut = _window(text, limit)
+    return _bound(_scrub(window), limit, cut=cut)
+
+
+def sanitize_hint(text: str, *, limit: int = 200) -> str:
+    """Make an untrusted, provider-supplied hint safe to log, show or speak.
+
+    Args:
+        text: The hint as received (for example the LiveKit gateway's ``hint``).
+        limit: Maximum length of the result, ellipsis included.
+
+    Returns:
+        Plain text: secrets redacted, HTML/XML/SSML tags and markdown removed,
+        entities decoded, whitespace collapsed, cut to ``limit``.
+    """
+    window, cut = _window(text, limit)
+    text = html.unescape(window)
+    text = _TAG.sub(" ", text)
+    text = _MD_LINK.sub(r"\1", text)
+    text = _MD_LINE_PREFIX.sub("", text)
+    text = _MD_EMPHASIS.sub("", text)
+    text = _ANGLE.sub(" ", _scrub(text))
+    return _bound(_WHITESPACE.sub(" ", text).strip(), limit, cut=cut)

@@ -1,0 +1,511 @@
+"""facts_from(), classify() and the generic HTTP rules, on errors built as production does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import httpx2
+import openai
+import pytest
+from livekit.agents import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    llm,
+    stt,
+    tts,
+)
+from livekit.agents.inference.interruption import InterruptionDetectionError
+from multidict import CIMultiDict, CIMultiDictProxy
+from openai.types.realtime.realtime_error import RealtimeError
+from structlog.testing import capture_logs
+from yarl import URL
+
+import agent_guard._classify
+from agent_guard import DEFAULT_CLASSIFIERS, Category, ErrorFacts, Kind, Verdict, classify
+from agent_guard._classify import facts_from, kind_of
+from agent_guard._http import provider_from_label
+
+REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+CLIENT = openai.AsyncOpenAI(api_key="sk-x", base_url="http://127.0.0.1/v1", max_retries=0)
+SECRET = "sk-proj-TESTSECRET0123456789abcdefABCDEF"
+
+
+def sdk_wrapped(status: int, body: object, headers: dict[str, str] | None = None) -> APIStatusError:
+    """An HTTP error through the real SDK, wrapped as livekit/agents/inference/llm.py does."""
+    response = httpx2.Response(status, json=body, headers=headers, request=REQUEST)
+    try:
+        try:
+            raise CLIENT._make_status_error_from_response(response)
+        except openai.APIStatusError as e:
+            raise APIStatusError(
+                e.message, status_code=e.status_code, request_id=e.request_id, body=e.body
+            ) from None
+    except APIStatusError as wrapped:
+        return wrapped
+
+
+def raised(outer: Callable[[], BaseException], inner: BaseException) -> BaseException:
+    """``outer()`` raised ``from inner`` inside ``except inner``, as livekit's plugins raise."""
+    try:
+        try:
+            raise inner
+        except BaseException as e:
+            raise outer() from e
+    except BaseException as wrapped:
+        return wrapped
+
+
+def mid_stream_error(body: dict[str, object]) -> BaseException:
+    """An SSE error event mid-stream: openai/_streaming.py APIError, wrapped by livekit."""
+    sse = openai.APIError("An error occurred during streaming", REQUEST, body=body)
+    return raised(lambda: APIConnectionError(retryable=False), sse)
+
+
+class Exploding(Exception):
+    """An exception whose every interesting attribute raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+    @property
+    def status_code(self) -> int:
+        raise RuntimeError("no status")
+
+    @property
+    def body(self) -> object:
+        raise KeyError("no body")
+
+    @property
+    def response(self) -> object:
+        raise TypeError("no response")
+
+    @property
+    def headers(self) -> object:
+        raise ValueError("no headers")
+
+
+class WrongTypes(Exception):
+    """Attributes of the wrong types, as a sloppy plugin might set them."""
+
+    status_code = "429"
+    body = (1, 2)
+    headers = None
+    response = 42
+
+
+class TestFactsFrom:
+    """Facts come from the error first, then its chain; nothing about the error is trusted."""
+
+    def test_sdk_path_recovers_full_body_and_headers(self) -> None:
+        """The narrowed string body is replaced by the full JSON from the context's response."""
+        body = {"type": "inference_quota_exceeded", "error": "quota exceeded", "category": "X"}
+        error = sdk_wrapped(429, body, {"X-LiveKit-Inference-Credits-Used": "5"})
+        assert isinstance(error.body, str)
+        facts = facts_from(error, kind=Kind.LLM)
+        assert facts.status_code == 429
+        assert facts.body == body
+        assert facts.headers["x-livekit-inference-credits-used"] == "5"
+        assert [type(e) for e in facts.chain] == [APIStatusError, openai.RateLimitError]
+
+    def test_mapping_body_kept(self) -> None:
+        """A body that is already a mapping (the SDK's narrowed error object) is kept."""
+        error = sdk_wrapped(400, {"error": {"message": "bad", "code": "invalid_value"}})
+        assert facts_from(error, kind=Kind.LLM).body == {"message": "bad", "code": "invalid_value"}
+
+    def test_pydantic_body_dumped(self) -> None:
+        """A pydantic body (livekit realtime: APIError(body=<RealtimeError>)) becomes a dict."""
+        body = RealtimeError(message="quota", type="insufficient_quota", code="insufficient_quota")
+        error = APIError("OpenAI Realtime API returned an error", body=body, retryable=False)
+        facts = facts_from(error, kind=Kind.REALTIME)
+        assert isinstance(facts.body, dict)
+        assert facts.body["code"] == "insufficient_quota"
+
+    def test_unread_response_tolerated(self) -> None:
+        """A streamed response nobody read raises on .content: the string body stays."""
+        response = httpx2.Response(429, stream=httpx2.ByteStream(b"{}"), request=REQUEST)
+        error = openai.RateLimitError("Error code: 429", response=response, body="narrowed")
+        assert facts_from(error, kind=Kind.LLM).body == "narrowed"
+
+    def test_oversized_response_not_parsed(self) -> None:
+        """A response body past the size bound is not parsed."""
+        huge = {"type": "inference_quota_exceeded", "error": "narrowed", "pad": "x" * 70_000}
+        assert facts_from(sdk_wrapped(429, huge), kind=Kind.LLM).body == "narrowed"
+
+    @pytest.mark.parametrize(
+        ("status", "expected"),
+        [
+            (429, 429),
+            ("503", 503),
+            (-1, None),
+            (True, None),
+            (1000, None),
+            ("4x9", None),
+            (429.0, None),
+        ],
+        ids=["int", "digit-str", "livekit-default", "bool", "out-of-range", "junk-str", "float"],
+    )
+    def test_status_validation(self, status: object, expected: int | None) -> None:
+        """Only integral HTTP statuses (or their decimal text) count."""
+        error = Exception("x")
+        error.status_code = status  # type: ignore[attr-defined]
+        assert facts_from(error, kind=Kind.LLM).status_code == expected
+
+    def test_status_and_headers_from_aiohttp_cause(self) -> None:
+        """aiohttp's ``.status``/``.headers`` on the cause are found (handshake path)."""
+        info = aiohttp.RequestInfo(URL("wss://x.invalid"), "GET", CIMultiDictProxy(CIMultiDict()))
+        cause = aiohttp.ClientResponseError(
+            info,
+            (),
+            status=429,
+            message="Too Many Requests",
+            headers=CIMultiDictProxy(CIMultiDict({"Retry-After": "3"})),
+        )
+        error = raised(lambda: APIConnectionError("connect failed"), cause)
+        facts = facts_from(error, kind=Kind.STT)
+        assert facts.status_code == 429
+        assert facts.body is None
+        assert facts.headers == {"retry-after": "3"}
+
+    def test_cycle(self) -> None:
+        """A cyclic chain is walked once per exception."""
+        a, b = ValueError("a"), KeyError("b")
+        a.__context__ = b
+        b.__cause__ = a
+        assert facts_from(a, kind=Kind.LLM).chain == (a, b)
+        assert classify(a, kind=Kind.LLM).category is Category.UNKNOWN
+
+    def test_chain_bounded(self) -> None:
+        """A very long chain is cut to a fixed number of exceptions."""
+        head = current = Exception(0)
+        for i in range(1, 100):
+            current.__cause__ = Exception(i)
+            current = current.__cause__
+        assert len(facts_from(head, kind=Kind.LLM).chain) == 16
+
+    def test_raising_attributes(self) -> None:
+        """Properties and __str__ that raise leave empty facts, not an exception."""
+        facts = facts_from(Exploding(), kind=Kind.TTS)
+        assert (facts.status_code, facts.body, facts.headers, facts.message) == (None, None, {}, "")
+
+    def test_wrong_attribute_types(self) -> None:
+        """Wrong-typed attributes are ignored or coerced, never trusted."""
+        facts = facts_from(WrongTypes(), kind=Kind.LLM)
+        assert (facts.status_code, facts.body, facts.headers) == (429, None, {})
+
+    def test_non_exception(self) -> None:
+        """A non-exception passed by mistake is described, not raised on."""
+        facts = facts_from(42, kind=Kind.LLM)  # type: ignore[arg-type]
+        assert isinstance(facts.error, TypeError)
+        assert facts.message == "not an exception: int"
+
+
+class TestHttpRules:
+    """The generic rules answer every error: status first, then exception types."""
+
+    @pytest.mark.parametrize(
+        ("status", "category", "terminal", "counts"),
+        [
+            (400, Category.BAD_REQUEST, False, True),
+            (401, Category.AUTH, True, True),
+            (402, Category.PAYMENT_REQUIRED, True, True),
+            (403, Category.PERMISSION, True, True),
+            (404, Category.BAD_REQUEST, False, True),
+            (408, Category.TIMEOUT, False, True),
+            (409, Category.BAD_REQUEST, False, True),
+            (413, Category.BAD_REQUEST, False, True),
+            (422, Category.BAD_REQUEST, False, True),
+            (429, Category.RATE_LIMITED, False, True),
+            (499, Category.CLIENT_CANCELLED, False, False),
+            (500, Category.SERVER_ERROR, False, True),
+            (502, Category.SERVER_ERROR, False, True),
+            (503, Category.OVERLOADED, False, True),
+            (504, Category.SERVER_ERROR, False, True),
+            (529, Category.OVERLOADED, False, True),
+        ],
+        ids=lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else None,
+    )
+    def test_status(self, status: int, category: Category, terminal: bool, counts: bool) -> None:
+        """Each status maps to its category, terminality and counting."""
+        verdict = classify(sdk_wrapped(status, {"error": {"message": "x"}}), kind=Kind.LLM)
+        assert (verdict.category, verdict.terminal, verdict.counts) == (category, terminal, counts)
+        assert verdict.status_code == status
+
+    @pytest.mark.parametrize(
+        ("status", "headers", "retry_after"),
+        [
+            (429, {"Retry-After": "4"}, 4.0),
+            (503, {"retry-after-ms": "1500"}, 1.5),
+            (500, {"Retry-After": "4"}, None),
+        ],
+        ids=["429", "503-ms", "500-ignored"],
+    )
+    def test_retry_after(
+        self, status: int, headers: dict[str, str], retry_after: float | None
+    ) -> None:
+        """Rate-limit and overload answers carry Retry-After in QuotaInfo."""
+        verdict = classify(sdk_wrapped(status, {"error": "x"}, headers), kind=Kind.LLM)
+        assert (verdict.quota.retry_after if verdict.quota else None) == retry_after
+
+    @pytest.mark.parametrize(
+        ("error", "category"),
+        [
+            (APITimeoutError(), Category.TIMEOUT),
+            (raised(APITimeoutError, httpx2.ReadTimeout("read timed out")), Category.TIMEOUT),
+            (raised(APIConnectionError, httpx2.ReadTimeout("")), Category.TIMEOUT),
+            (TimeoutError(), Category.TIMEOUT),
+            (RuntimeError("request timed out after 10s"), Category.TIMEOUT),
+            (raised(APIConnectionError, aiohttp.ServerDisconnectedError()), Category.CONNECTION),
+            (raised(APIConnectionError, httpx2.ConnectError("refused")), Category.CONNECTION),
+            (ConnectionResetError(), Category.CONNECTION),
+            (OSError("network unreachable"), Category.CONNECTION),
+            (APIConnectionError("all LLMs failed"), Category.CONNECTION),
+            (
+                mid_stream_error({"message": "Client closed request", "code": 499}),
+                Category.CLIENT_CANCELLED,
+            ),
+            (mid_stream_error({"message": "x", "code": "499"}), Category.CLIENT_CANCELLED),
+            (
+                mid_stream_error({"message": "x", "code": "request_cancelled"}),
+                Category.CLIENT_CANCELLED,
+            ),
+            (mid_stream_error({"message": "boom", "code": "server_error"}), Category.CONNECTION),
+            (asyncio.CancelledError(), Category.CLIENT_CANCELLED),
+            (
+                raised(asyncio.CancelledError, APIStatusError("x", status_code=500)),
+                Category.CLIENT_CANCELLED,
+            ),
+            (
+                raised(lambda: RuntimeError("x"), asyncio.CancelledError()),
+                Category.CLIENT_CANCELLED,
+            ),
+            (RuntimeError("boom"), Category.UNKNOWN),
+            (KeyboardInterrupt(), Category.UNKNOWN),
+        ],
+        ids=[
+            "livekit-timeout",
+            "httpx-timeout-cause",
+            "connection-wrapping-timeout",
+            "asyncio-timeout",
+            "timed-out-text",
+            "aiohttp-disconnect",
+            "httpx-connect",
+            "connection-reset",
+            "oserror",
+            "fallback-adapter",
+            "mid-stream-499",
+            "mid-stream-499-str",
+            "mid-stream-cancel-code",
+            "mid-stream-other",
+            "cancelled",
+            "cancelled-over-status",
+            "cancelled-in-chain",
+            "plain",
+            "keyboard-interrupt",
+        ],
+    )
+    def test_without_status(self, error: BaseException, category: Category) -> None:
+        """Without a status, cancellation, timeouts and transport failures are told apart."""
+        verdict = classify(error, kind=Kind.LLM)
+        assert verdict.category is category
+        assert not verdict.terminal
+        assert verdict.counts is (category is not Category.CLIENT_CANCELLED)
+
+    def test_status_wins_over_connection_wrapper(self) -> None:
+        """livekit's "failed after N attempts" wrapper is classified by its cause's status."""
+        error = raised(
+            lambda: APIConnectionError("failed to generate LLM completion after 4 attempts"),
+            sdk_wrapped(503, {"error": "busy"}),
+        )
+        assert classify(error, kind=Kind.LLM).category is Category.OVERLOADED
+
+    @pytest.mark.parametrize(
+        ("label", "provider"),
+        [
+            ("livekit.plugins.openai.llm.LLM", "openai"),
+            ("livekit.plugins.elevenlabs.tts.TTS", "elevenlabs"),
+            ("livekit.agents.inference.llm.LLM", "livekit"),
+            ("livekit.agents.llm._realtime.openai.RealtimeModel", "openai"),
+            ("livekit.agents.llm.fallback_adapter.FallbackAdapter", None),
+            ("my_app.CustomLLM", None),
+            (None, None),
+        ],
+        ids=["openai", "elevenlabs", "inference", "realtime", "fallback", "custom", "none"],
+    )
+    def test_provider_from_label(self, label: str | None, provider: str | None) -> None:
+        """The provider is read from livekit's model label."""
+        assert provider_from_label(label) == provider
+        assert classify(RuntimeError("x"), kind=Kind.LLM, label=label).provider == provider
+
+
+def fixed(category: Category) -> Callable[[ErrorFacts], Verdict]:
+    def classifier(facts: ErrorFacts) -> Verdict:
+        return facts.verdict(category, provider="test")
+
+    return classifier
+
+
+def declines(facts: ErrorFacts) -> None:
+    return None
+
+
+def explodes(facts: ErrorFacts) -> Verdict:
+    raise ValueError(f"provider said: invalid key {SECRET}")
+
+
+def returns_junk(facts: ErrorFacts) -> Any:
+    return "quota_exhausted"
+
+
+class TestClassify:
+    """classify() composes classifiers, isolates their failures and never raises on the error."""
+
+    def test_default_chain(self) -> None:
+        """The core chain holds the gateway classifier; the HTTP rules are implicit."""
+        assert [c.__name__ for c in DEFAULT_CLASSIFIERS] == ["livekit_gateway"]
+
+    def test_first_answer_wins(self) -> None:
+        """Classifiers run in order; ``None`` passes to the next, the first Verdict wins."""
+        classifiers = (declines, fixed(Category.AUTH), fixed(Category.OVERLOADED))
+        verdict = classify(RuntimeError("x"), kind=Kind.LLM, classifiers=classifiers)
+        assert (verdict.category, verdict.provider) == (Category.AUTH, "test")
+
+    def test_generic_rules_always_last(self) -> None:
+        """With no classifier answering, the HTTP rules still do."""
+        verdict = classify(sdk_wrapped(401, {"error": "x"}), kind=Kind.LLM, classifiers=(declines,))
+        assert verdict.category is Category.AUTH
+
+    def test_raising_classifier_skipped_and_logged(self) -> None:
+        """A classifier that raises is logged (redacted, by qualname) and skipped."""
+        with capture_logs() as logs:
+            verdict = classify(
+                RuntimeError("x"), kind="tts", classifiers=(explodes, fixed(Category.TIMEOUT))
+            )
+        assert verdict.category is Category.TIMEOUT
+        assert logs == [
+            {
+                "event": "agent_guard.classifier_failed",
+                "log_level": "warning",
+                "classifier": "explodes",
+                "kind": "tts",
+                "error_type": "ValueError",
+                "error": "provider said: invalid key sk-…[redacted]",
+            }
+        ]
+
+    def test_junk_return_skipped_and_logged(self) -> None:
+        """A classifier returning something other than a Verdict or None is skipped."""
+        with capture_logs() as logs:
+            verdict = classify(RuntimeError("x"), kind=Kind.LLM, classifiers=(returns_junk,))
+        assert verdict.category is Category.UNKNOWN
+        assert logs[0]["event"] == "agent_guard.classifier_failed"
+        assert logs[0]["returned"] == "str"
+
+    def test_last_resort(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """If even the HTTP rules fail, an UNKNOWN verdict is built without the error."""
+
+        def broken(facts: ErrorFacts) -> Verdict:
+            raise RuntimeError("broken rules")
+
+        monkeypatch.setattr(agent_guard._classify, "http_rules", broken)
+        with capture_logs() as logs:
+            verdict = classify(RuntimeError("x"), kind=Kind.LLM, recoverable=True)
+        assert (verdict.category, verdict.terminal, verdict.counts) == (
+            Category.UNKNOWN,
+            False,
+            True,
+        )
+        assert verdict.recoverable
+        assert logs[0]["event"] == "agent_guard.classification_failed"
+
+    @pytest.mark.parametrize("kind", ["vision", "", None, 3], ids=["word", "empty", "none", "int"])
+    def test_invalid_kind(self, kind: Any) -> None:
+        """An invalid kind is a programming error, reported clearly."""
+        with pytest.raises(ValueError, match="kind must be one of 'stt', 'llm', 'tts', 'realtime'"):
+            classify(RuntimeError("x"), kind=kind)
+
+    @pytest.mark.parametrize("kind", [Kind.REALTIME, "realtime"], ids=["enum", "str"])
+    def test_kind_accepted(self, kind: Kind | str) -> None:
+        """A Kind or its value is accepted."""
+        assert classify(RuntimeError("x"), kind=kind).kind is Kind.REALTIME
+
+    @pytest.mark.parametrize(
+        "error",
+        [SystemExit(1), GeneratorExit(), Exploding(), WrongTypes(), None, 42, "boom", object()],
+        ids=[
+            "system-exit",
+            "generator-exit",
+            "exploding",
+            "wrong-types",
+            "none",
+            "int",
+            "str",
+            "object",
+        ],
+    )
+    def test_total_on_any_error(self, error: Any) -> None:
+        """Whatever is passed as the error, a Verdict comes back."""
+        assert isinstance(classify(error, kind=Kind.LLM), Verdict)
+
+    def test_flags_propagate(self) -> None:
+        """livekit's recoverable flag and the label reach the Verdict."""
+        verdict = classify(
+            RuntimeError("x"),
+            kind=Kind.LLM,
+            recoverable=True,
+            label="livekit.plugins.openai.llm.LLM",
+        )
+        assert verdict.recoverable
+        assert verdict.provider == "openai"
+
+    def test_echoed_key_never_leaks(self) -> None:
+        """A 401 echoing the key exposes it in no Verdict field."""
+        body = {
+            "error": {
+                "message": f"Incorrect API key provided: {SECRET}.",
+                "code": "invalid_api_key",
+            }
+        }
+        verdict = classify(
+            sdk_wrapped(401, body), kind=Kind.LLM, label="livekit.plugins.openai.llm.LLM"
+        )
+        assert verdict.category is Category.AUTH
+        assert "Incorrect API key provided: sk-…[redacted]" in verdict.detail
+        for text in (
+            verdict.detail,
+            verdict.hint or "",
+            verdict.public_message,
+            json.dumps(verdict.as_dict()),
+        ):
+            assert "TESTSECRET" not in text
+
+
+class TestKindOf:
+    """livekit's error models map to a Kind; anything else to None."""
+
+    @pytest.mark.parametrize(
+        ("model", "kind"),
+        [
+            (llm.LLMError(timestamp=0, label="l", error=Exception(), recoverable=False), Kind.LLM),
+            (stt.STTError(timestamp=0, label="l", error=Exception(), recoverable=False), Kind.STT),
+            (tts.TTSError(timestamp=0, label="l", error=Exception(), recoverable=False), Kind.TTS),
+            (
+                llm.RealtimeModelError(
+                    timestamp=0, label="l", error=Exception(), recoverable=False
+                ),
+                Kind.REALTIME,
+            ),
+            (InterruptionDetectionError(label="l", error=Exception(), recoverable=False), None),
+            (Exception("not a model"), None),
+            (None, None),
+        ],
+        ids=["llm", "stt", "tts", "realtime", "interruption", "exception", "none"],
+    )
+    def test_kind_of(self, model: object, kind: Kind | None) -> None:
+        """Each of livekit's four error types has its Kind."""
+        assert kind_of(model) is kind
