@@ -101,7 +101,7 @@ class Tolerance:
         return cls(max_failures=n, window=within)
 
 
-def _default_tolerances() -> Mapping[Kind, Tolerance]:
+def _default_tolerances() -> Mapping[Kind | str, Tolerance]:
     # Same count as livekit's SessionConnectOptions.max_unrecoverable_errors=3, so a
     # guarded session tolerates transient failures exactly as long as a stock one.
     return MappingProxyType({kind: Tolerance() for kind in Kind})
@@ -137,13 +137,13 @@ class GuardPolicy:
     """
 
     error_message: NotGivenOr[str | MessageFactory | None] = NOT_GIVEN
-    messages: Mapping[Category | Kind, str | None] = field(default_factory=dict)
+    messages: Mapping[Category | Kind | str, str | None] = field(default_factory=dict)
     speak_hint: bool = False
     farewell_audio: FarewellAudio | None = None
     presynthesize: bool = False
     farewell_timeout: float = 8.0
     classifiers: tuple[Classifier, ...] = DEFAULT_CLASSIFIERS
-    tolerances: Mapping[Kind, Tolerance] = field(default_factory=_default_tolerances)
+    tolerances: Mapping[Kind | str, Tolerance] = field(default_factory=_default_tolerances)
     hooks: tuple[Hook, ...] = (log_verdict,)
     signal: FrontendSignal | None = field(default_factory=FrontendSignal)
 
@@ -207,10 +207,10 @@ def _check_audio(audio: object) -> None:
     )
 
 
-def _normalise_tolerances(value: object) -> Mapping[Kind, Tolerance]:
+def _normalise_tolerances(value: object) -> Mapping[Kind | str, Tolerance]:
     if not isinstance(value, Mapping):
         raise PolicyError(f"tolerances must be a mapping of kind to Tolerance, got {value!r}")
-    merged: dict[Kind, Tolerance] = dict(_default_tolerances())
+    merged: dict[Kind | str, Tolerance] = dict(_default_tolerances())
     for key, tol in value.items():
         try:
             kind = Kind(key)
@@ -224,10 +224,10 @@ def _normalise_tolerances(value: object) -> Mapping[Kind, Tolerance]:
     return MappingProxyType(merged)
 
 
-def _normalise_messages(value: object) -> Mapping[Category | Kind, str | None]:
+def _normalise_messages(value: object) -> Mapping[Category | Kind | str, str | None]:
     if not isinstance(value, Mapping):
         raise PolicyError(f"messages must be a mapping, got {value!r}")
-    out: dict[Category | Kind, str | None] = {}
+    out: dict[Category | Kind | str, str | None] = {}
     for key, text in value.items():
         k = _message_key(key)
         if text is not None and (not isinstance(text, str) or not text.strip()):

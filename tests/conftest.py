@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from livekit.agents import Agent, AgentSession, APIConnectOptions
+from livekit.agents import NOT_GIVEN, Agent, AgentSession, APIConnectOptions
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.plugins import openai
 
@@ -37,7 +37,7 @@ def make_session(
         tts=(
             openai.TTS(model="gpt-4o-mini-tts", voice="alloy", base_url=sim.base_url,
                        api_key=SECRET_KEY)
-            if tts else None
+            if tts else NOT_GIVEN
         ),
         stt=stt,
         vad=None,

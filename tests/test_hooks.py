@@ -92,7 +92,7 @@ class TestBrokenHooks:
             raise RuntimeError("boom")
 
         session = make_session(sim)
-        g = guard(session, GuardPolicy(hooks=(raises, junk, async_raises)))
+        g = guard(session, GuardPolicy(hooks=(raises, junk, async_raises)))  # type: ignore[arg-type]
         await start(session)
         with capture_logs() as logs:
             await turn(session, "hi")
@@ -119,7 +119,7 @@ class TestDefaultHooks:
             await turn(session, "hi")
         classified = [e for e in logs if e["event"] == "agent_guard.error_classified"]
         assert len(classified) == 4
-        assert classified[0] | {"log_level": "info"} == {
+        assert dict(classified[0]) | {"log_level": "info"} == {
             "event": "agent_guard.error_classified",
             "log_level": "info",
             "kind": "llm",
