@@ -23,7 +23,7 @@ lint: .venv/.synced
 	$(UV) run --frozen --no-sync ruff format --check .
 
 typecheck: .venv/.synced
-	$(UV) run --frozen --no-sync mypy agent_guard plugins examples tests benchmarks
+	$(UV) run --frozen --no-sync mypy agent_guard plugins examples tests benchmarks docs
 
 bench: .venv/.synced
 	$(UV) run --frozen --no-sync python -m benchmarks
