@@ -251,7 +251,7 @@ class Guard:
         self._verdicts.append(verdict)
         if self._decision is not None or self._close_event is not None:
             return
-        reason = self._decide(verdict, verdict.recoverable)
+        reason = self._decide(verdict)
         if reason is None:
             signal = self._policy.signal
             if (
@@ -273,12 +273,12 @@ class Guard:
         )
         self._teardown = self._spawn(self._run_teardown(verdict, trigger), "teardown")
 
-    def _decide(self, verdict: Verdict, livekit_recoverable: bool) -> Reason | None:
+    def _decide(self, verdict: Verdict) -> Reason | None:
         if verdict.terminal:
             # Close in the first failing turn, even on a recoverable=True attempt:
             # retrying cannot help, and every retry spends quota and time.
             return Reason.TERMINAL
-        if not verdict.counts or livekit_recoverable:
+        if not verdict.counts or verdict.recoverable:
             # Intermediate retry attempts are the model's business; a failed turn is
             # reported once with recoverable=False (llm.py:331-386).
             return None

@@ -147,6 +147,51 @@ class TestClientCancellations:
         assert g.decision is not None
         assert g.decision.verdict.counts
 
+    async def test_provider_side_cancelled_counts_our_cancel_does_not(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """Google's server-side 499 CANCELLED (under load) counts; our own 499 does not.
+
+        STT is the path where a 499 reaches the session at all (livekit's LLM and TTS
+        loops swallow HTTP 499 before any event).
+        """
+        import agent_guard_google
+        from agent_guard_google.fixtures import FIXTURES
+        from livekit.agents import stt
+        from livekit.agents._exceptions import APIStatusError
+        from livekit.plugins import openai
+
+        from agent_guard import DEFAULT_CLASSIFIERS
+        from tests.conftest import SECRET_KEY
+
+        google_cancel = next(f for f in FIXTURES if f.id == "server_cancelled_499").error()
+        recognizer = openai.STT(base_url=sim.base_url, api_key=SECRET_KEY)
+        session = make_session(sim, stt=recognizer)
+        g = guard(session, GuardPolicy(
+            classifiers=(*agent_guard_google.CLASSIFIERS, *DEFAULT_CLASSIFIERS),
+            tolerances={Kind.STT: Tolerance.fail_fast()},
+        ))  # fmt: skip
+        await start(session)
+
+        def fail(error: Exception, label: str) -> None:
+            recognizer.emit("error", stt.STTError(
+                timestamp=0.0, label=label, error=error, recoverable=False,
+            ))  # fmt: skip
+
+        fail(APIStatusError("Client closed request", status_code=499), recognizer.label)
+        await asyncio.sleep(0.05)
+        assert g.close_event is None
+        assert g.verdicts[-1].category is Category.CLIENT_CANCELLED
+        assert not g.verdicts[-1].counts
+
+        fail(google_cancel, "livekit.plugins.google.stt.STT")
+        async with asyncio.timeout(10):
+            await g.wait_closed()
+        assert g.decision is not None
+        assert g.decision.verdict.category is Category.OVERLOADED
+        assert g.decision.verdict.counts
+        assert g.decision.reason is Reason.TOLERANCE_EXCEEDED
+
     async def test_http_499_is_silent_upstream(self, sim: GatewaySimulator) -> None:
         """livekit swallows an HTTP 499 before any error event (llm.py:331): nothing to count."""
         from agent_guard.testing import ClientCancelled
