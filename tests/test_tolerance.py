@@ -165,6 +165,7 @@ class TestClientCancellations:
         from tests.conftest import SECRET_KEY
 
         google_cancel = next(f for f in FIXTURES if f.id == "server_cancelled_499").error()
+        assert isinstance(google_cancel, Exception)
         recognizer = openai.STT(base_url=sim.base_url, api_key=SECRET_KEY)
         session = make_session(sim, stt=recognizer)
         g = guard(session, GuardPolicy(
