@@ -13,6 +13,15 @@ from importlib.metadata import PackageNotFoundError, version
 
 from agent_guard._classify import DEFAULT_CLASSIFIERS, classify
 from agent_guard._errors import GuardError, PolicyError
+from agent_guard._fallback import (
+    DEFAULT_PROBE_BACKOFF,
+    AllFailedError,
+    FallbackLLM,
+    FallbackSTT,
+    FallbackTTS,
+    ProbeBackoff,
+    fallback_causes,
+)
 from agent_guard._farewell import DEFAULT_ERROR_MESSAGE, DEFAULT_FAREWELL_AUDIO, FarewellResult
 from agent_guard._guard import Decision, Guard, Reason, guard, guarded
 from agent_guard._hooks import Hook, VerdictCounter, log_verdict
@@ -37,11 +46,16 @@ __all__ = [
     "DEFAULT_CLASSIFIERS",
     "DEFAULT_ERROR_MESSAGE",
     "DEFAULT_FAREWELL_AUDIO",
+    "DEFAULT_PROBE_BACKOFF",
     "MAX_FAREWELL_TIMEOUT",
+    "AllFailedError",
     "Category",
     "Classifier",
     "Decision",
     "ErrorFacts",
+    "FallbackLLM",
+    "FallbackSTT",
+    "FallbackTTS",
     "Farewell",
     "FarewellAudio",
     "FarewellResult",
@@ -53,6 +67,7 @@ __all__ = [
     "Kind",
     "MessageFactory",
     "PolicyError",
+    "ProbeBackoff",
     "QuotaInfo",
     "Reason",
     "Tolerance",
@@ -60,6 +75,7 @@ __all__ = [
     "VerdictCounter",
     "__version__",
     "classify",
+    "fallback_causes",
     "guard",
     "guarded",
     "install",

@@ -18,6 +18,7 @@ from typing import Any
 import pydantic
 import structlog
 
+from agent_guard._fallback import fallback_causes
 from agent_guard._gateway import livekit_gateway
 from agent_guard._http import http_rules
 from agent_guard._redact import redact
@@ -34,8 +35,9 @@ __all__ = ["DEFAULT_CLASSIFIERS", "classify", "facts_from", "kind_of"]
 
 #: The core chain: provider-agnostic rules only. Provider plugins go in front, e.g.
 #: ``(*agent_guard_openai.CLASSIFIERS, *DEFAULT_CLASSIFIERS)``; the generic HTTP rules
-#: always run last and need not be listed.
-DEFAULT_CLASSIFIERS: tuple[Classifier, ...] = (livekit_gateway,)
+#: always run last and need not be listed. ``fallback_causes`` comes first: behind a
+#: guarded FallbackAdapter, the whole round decides, not the one child error on the chain.
+DEFAULT_CLASSIFIERS: tuple[Classifier, ...] = (fallback_causes, livekit_gateway)
 
 _log = structlog.get_logger("agent_guard")
 

@@ -366,8 +366,8 @@ class TestClassify:
     """classify() composes classifiers, isolates their failures and never raises on the error."""
 
     def test_default_chain(self) -> None:
-        """The core chain holds the gateway classifier; the HTTP rules are implicit."""
-        assert [c.__name__ for c in DEFAULT_CLASSIFIERS] == ["livekit_gateway"]
+        """Fallback causes first, then the gateway; the HTTP rules are implicit."""
+        assert [c.__name__ for c in DEFAULT_CLASSIFIERS] == ["fallback_causes", "livekit_gateway"]
 
     def test_first_answer_wins(self) -> None:
         """Classifiers run in order; ``None`` passes to the next, the first Verdict wins."""
