@@ -234,6 +234,38 @@ class TestMessages:
             assert said == DEFAULT_ERROR_MESSAGE
 
 
+class TestFiles:
+    """Farewell files in any format are played completely (livekit's decoder drops the end)."""
+
+    @pytest.mark.parametrize(("fmt", "codec"), [("flac", "flac"), ("ogg", "libopus")])
+    async def test_compressed_file_is_played_to_the_end(
+        self, sim: GatewaySimulator, tmp_path: Path, fmt: str, codec: str
+    ) -> None:
+        """A 1.0 s recording yields 1.0 s of audio (livekit's own decoder: 0.90-0.98 s)."""
+        import av
+        import numpy as np
+
+        rate = 24000
+        tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.int16)
+        path = tmp_path / f"bye.{fmt}"
+        with av.open(str(path), "w", format=fmt) as container:
+            stream = container.add_stream(codec, rate=rate)
+            stream.layout = "mono"
+            frame = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = rate
+            for packet in (*stream.encode(frame), *stream.encode(None)):
+                container.mux(packet)
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(farewell_audio=path))
+        out = await start(session)
+        await turn(session, "hi")
+        await closed_within(g, 8.0)
+        assert out.duration == pytest.approx(1.0, abs=0.01)
+        if fmt == "flac":  # lossless: the very samples
+            assert out.pcm() == tone.tobytes()
+
+
 class TestPresynthesis:
     """The farewell synthesised while TTS was healthy is played when it is not."""
 
