@@ -250,6 +250,7 @@ class TestFiles:
         path = tmp_path / f"bye.{fmt}"
         with av.open(str(path), "w", format=fmt) as container:
             stream = container.add_stream(codec, rate=rate)
+            assert isinstance(stream, av.AudioStream)
             stream.layout = "mono"
             frame = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
             frame.sample_rate = rate
