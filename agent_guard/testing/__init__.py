@@ -14,6 +14,16 @@ applications can test their own guarded agents the way agent-guard tests itself:
 
 from ._audio import CaptureAudioOutput, CapturedFrame, Segment
 from ._exchange import RecordedRequest
+from ._plugin_kit import (
+    FixtureServer,
+    ProviderFixture,
+    assert_fixture_verdict,
+    assert_llm_error_verdict,
+    assert_verdict_matches,
+    check_classifier_is_total,
+    error_bodies,
+    raised,
+)
 from ._responses import (
     ClientCancelled,
     Hang,
@@ -31,10 +41,12 @@ __all__ = [
     "CaptureAudioOutput",
     "CapturedFrame",
     "ClientCancelled",
+    "FixtureServer",
     "GatewaySimulator",
     "Hang",
     "HttpError",
     "LLMResponse",
+    "ProviderFixture",
     "QuotaExceeded",
     "RateLimited",
     "RecordedRequest",
@@ -45,4 +57,10 @@ __all__ = [
     "StreamError",
     "TTSResponse",
     "Unauthorized",
+    "assert_fixture_verdict",
+    "assert_llm_error_verdict",
+    "assert_verdict_matches",
+    "check_classifier_is_total",
+    "error_bodies",
+    "raised",
 ]

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agent_guard._verdict import Category, Kind
+from agent_guard.testing import ProviderFixture, raised
 
 __all__ = ["API_KEY", "FIXTURES", "LABEL", "Fixture"]
 
@@ -29,16 +30,11 @@ LABEL = "livekit.plugins.anthropic.llm.LLM"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Fixture:
-    """One provider failure: the wire data, its source, and the verdict we expect."""
+class Fixture(ProviderFixture):
+    """An LLM failure over HTTP: every Anthropic error has a status and a JSON body."""
 
-    id: str
-    source: str
     status: int
     body: Mapping[str, Any]
-    expected: Category
-    terminal: bool
-    headers: Mapping[str, str] = field(default_factory=dict)
     sse: bool = False
     """Sent as an SSE ``error`` event inside a 200 stream rather than as the response."""
     kind: Kind = Kind.LLM
@@ -56,24 +52,17 @@ def _build(fx: Fixture) -> BaseException:
 
     request = httpx2.Request("POST", "https://api.anthropic.com/v1/messages")
     client = anthropic.AsyncAnthropic(api_key=API_KEY, max_retries=0)
-    sdk_error: anthropic.APIStatusError
+    e: anthropic.APIStatusError
     if fx.sse:
         stream = httpx2.Response(
             200, headers={"content-type": "text/event-stream"}, request=request
         )
-        sdk_error = client._make_status_error(f"{fx.body}", body=fx.body, response=stream)
+        e = client._make_status_error(f"{fx.body}", body=fx.body, response=stream)
     else:
         response = httpx2.Response(fx.status, json=fx.body, headers=fx.headers, request=request)
-        sdk_error = client._make_status_error_from_response(response)
-    try:
-        raise sdk_error
-    except anthropic.APIStatusError as e:
-        try:
-            raise APIStatusError(
-                e.message, status_code=e.status_code, request_id=e.request_id, body=e.body
-            ) from e
-        except APIStatusError as lk:
-            return lk
+        e = client._make_status_error_from_response(response)
+    lk = APIStatusError(e.message, status_code=e.status_code, request_id=e.request_id, body=e.body)
+    return raised(lk, cause=e)
 
 
 def sse_payload(fx: Fixture) -> bytes:

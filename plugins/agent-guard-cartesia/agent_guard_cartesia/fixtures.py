@@ -9,11 +9,10 @@ livekit-plugins-cartesia 1.8.9 path (file:line on the fixture).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from agent_guard._verdict import Category, Kind
+from agent_guard.testing import ProviderFixture, raised
 
 __all__ = ["API_KEY", "FIXTURES", "TTS_LABEL", "Fixture"]
 
@@ -24,32 +23,18 @@ _SOURCE = "https://docs.cartesia.ai/use-the-api/api-errors"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Fixture:
-    """One provider failure: the wire data, its source, and the verdict we expect."""
+class Fixture(ProviderFixture):
+    """A Cartesia TTS failure; each names its ``build``: one of livekit's paths below."""
 
-    id: str
-    source: str
-    status: int | None
-    body: Mapping[str, Any] | None
-    expected: Category
-    terminal: bool
-    build: Callable[[Fixture], BaseException]
     kind: Kind = Kind.TTS
     label: str = TTS_LABEL
-
-    def error(self) -> BaseException:
-        """The exception livekit emits for this failure (path named on the fixture)."""
-        return self.build(self)
 
 
 def _ws_event(fx: Fixture) -> BaseException:
     # tts.py:557-562: the whole event dict, formatted into the message.
     from livekit.agents import APIError
 
-    try:
-        raise APIError(f"Cartesia returned error: {fx.body}")
-    except APIError as e:
-        return e
+    return raised(APIError(f"Cartesia returned error: {fx.body}"))
 
 
 def _http(fx: Fixture) -> BaseException:
@@ -67,15 +52,9 @@ def _http(fx: Fixture) -> BaseException:
         url, "POST", CIMultiDictProxy(CIMultiDict({"X-API-Key": API_KEY})), url
     )
     reasons = {401: "Unauthorized", 402: "Payment Required", 429: "Too Many Requests"}
-    try:
-        raise aiohttp.ClientResponseError(info, (), status=fx.status, message=reasons[fx.status])
-    except aiohttp.ClientResponseError as e:
-        try:
-            raise APIStatusError(
-                message=e.message, status_code=e.status, request_id=None, body=None
-            ) from None
-        except APIStatusError as lk:
-            return lk
+    e = aiohttp.ClientResponseError(info, (), status=fx.status, message=reasons[fx.status])
+    lk = APIStatusError(message=e.message, status_code=e.status, request_id=None, body=None)
+    return raised(lk, cause=e, hide_cause=True)
 
 
 FIXTURES: tuple[Fixture, ...] = (

@@ -10,11 +10,14 @@ deepgram/deepgram-js-sdk#353 (``statusCode: 402``, ``'Payment Required'``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_guard._verdict import Category, Kind
+from agent_guard.testing import ProviderFixture, raised
+
+if TYPE_CHECKING:
+    from aiohttp import ClientResponseError
 
 __all__ = ["API_KEY", "FIXTURES", "STT_LABEL", "TTS_LABEL", "Fixture"]
 
@@ -26,22 +29,11 @@ _DOC = "https://developers.deepgram.com/docs/errors"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Fixture:
-    """One provider failure: the wire data, its source, and the verdict we expect."""
+class Fixture(ProviderFixture):
+    """A Deepgram failure (STT unless it says otherwise); each names its ``build``."""
 
-    id: str
-    source: str
-    status: int | None
-    body: Mapping[str, Any] | None
-    expected: Category
-    terminal: bool
-    build: Callable[[Fixture], BaseException]
     kind: Kind = Kind.STT
     label: str = STT_LABEL
-
-    def error(self) -> BaseException:
-        """The exception livekit emits for this failure (path named on the fixture)."""
-        return self.build(self)
 
 
 def _request_info(url: str) -> Any:
@@ -53,42 +45,37 @@ def _request_info(url: str) -> Any:
     return aiohttp.RequestInfo(URL(url), "GET", headers, URL(url))
 
 
-def _ws_handshake(fx: Fixture) -> BaseException:
-    # stt.py:803-808: `from None`, because RequestInfo carries the Authorization header.
-    import aiohttp
+def _wrapped(e: ClientResponseError) -> BaseException:
+    # stt.py:803-808 and tts.py:283-302 alike: `from None`, because RequestInfo carries
+    # the Authorization header.
     from livekit.agents import APIStatusError
+
+    lk = APIStatusError(message=e.message, status_code=e.status, request_id=None, body=None)
+    return raised(lk, cause=e, hide_cause=True)
+
+
+def _ws_handshake(fx: Fixture) -> BaseException:
+    # stt.py:803-808: the listen websocket's handshake fails.
+    import aiohttp
 
     assert fx.status is not None
     info = _request_info("wss://api.deepgram.com/v1/listen?model=nova-3")
-    try:
-        raise aiohttp.WSServerHandshakeError(
+    return _wrapped(
+        aiohttp.WSServerHandshakeError(
             info, (), status=fx.status, message="Invalid response status"
         )
-    except aiohttp.ClientResponseError as e:
-        try:
-            raise APIStatusError(
-                message=e.message, status_code=e.status, request_id=None, body=None
-            ) from None
-        except APIStatusError as lk:
-            return lk
+    )
 
 
 def _tts_http(fx: Fixture) -> BaseException:
     # tts.py:283-302: resp.raise_for_status(), then the same wrapping, `from None`.
     import aiohttp
-    from livekit.agents import APIStatusError
 
     assert fx.status is not None
     info = _request_info("https://api.deepgram.com/v1/speak?model=aura-2-andromeda-en")
-    try:
-        raise aiohttp.ClientResponseError(info, (), status=fx.status, message="Payment Required")
-    except aiohttp.ClientResponseError as e:
-        try:
-            raise APIStatusError(
-                message=e.message, status_code=e.status, request_id=None, body=None
-            ) from None
-        except APIStatusError as lk:
-            return lk
+    return _wrapped(
+        aiohttp.ClientResponseError(info, (), status=fx.status, message="Payment Required")
+    )
 
 
 def _prerecorded(fx: Fixture) -> BaseException:
@@ -98,12 +85,9 @@ def _prerecorded(fx: Fixture) -> BaseException:
 
     assert fx.body is not None
     try:
-        try:
-            fx.body["metadata"]
-        except KeyError as e:
-            raise APIConnectionError() from e
-    except APIConnectionError as lk:
-        return lk
+        fx.body["metadata"]
+    except KeyError as e:
+        return raised(APIConnectionError(), cause=e)
     raise AssertionError("the documented body has no transcript")
 
 

@@ -8,11 +8,10 @@ error tokens only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from agent_guard._verdict import Category, Kind
+from agent_guard.testing import ProviderFixture, raised
 
 __all__ = ["API_KEY", "FIXTURES", "STT_LABEL", "TTS_LABEL", "Fixture"]
 
@@ -22,24 +21,8 @@ STT_LABEL = "livekit.plugins.elevenlabs.stt.STT"
 TTS_LABEL = "livekit.plugins.elevenlabs.tts.TTS"
 _URL = "https://api.elevenlabs.io/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM"
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Fixture:
-    """One provider failure: the wire data, its source, and the verdict we expect."""
-
-    id: str
-    source: str
-    kind: Kind
-    label: str
-    status: int | None
-    body: Mapping[str, Any] | None
-    expected: Category
-    terminal: bool
-    build: Callable[[Fixture], BaseException]
-
-    def error(self) -> BaseException:
-        """The exception livekit emits for this failure (path named on the fixture)."""
-        return self.build(self)
+#: Each fixture names its ``build``: one of livekit's paths below.
+Fixture = ProviderFixture
 
 
 def _stt_recognize(fx: Fixture) -> BaseException:
@@ -48,15 +31,10 @@ def _stt_recognize(fx: Fixture) -> BaseException:
 
     assert fx.status is not None and fx.body is not None
     detail = fx.body["detail"]
-    try:
-        raise APIStatusError(
-            message=str(detail.get("message", detail)),
-            status_code=fx.status,
-            request_id=None,
-            body=dict(fx.body),
-        )
-    except APIStatusError as e:
-        return e
+    message = str(detail.get("message", detail))
+    return raised(
+        APIStatusError(message=message, status_code=fx.status, request_id=None, body=dict(fx.body))
+    )
 
 
 def _tts_http(fx: Fixture) -> BaseException:
@@ -70,15 +48,9 @@ def _tts_http(fx: Fixture) -> BaseException:
     info = aiohttp.RequestInfo(
         URL(_URL), "POST", CIMultiDictProxy(CIMultiDict({"xi-api-key": API_KEY})), URL(_URL)
     )
-    try:
-        raise aiohttp.ClientResponseError(info, (), status=fx.status, message="Unauthorized")
-    except aiohttp.ClientResponseError as e:
-        try:
-            raise APIStatusError(
-                message=e.message, status_code=e.status, request_id=None, body=None
-            ) from e
-        except APIStatusError as lk:
-            return lk
+    e = aiohttp.ClientResponseError(info, (), status=fx.status, message="Unauthorized")
+    lk = APIStatusError(message=e.message, status_code=e.status, request_id=None, body=None)
+    return raised(lk, cause=e)
 
 
 def _tts_ws_frame(fx: Fixture) -> BaseException:
@@ -87,13 +59,7 @@ def _tts_ws_frame(fx: Fixture) -> BaseException:
     from livekit.agents import APIError, APIStatusError
 
     assert fx.body is not None
-    try:
-        raise APIError(message=fx.body["error"])
-    except APIError as e:
-        try:
-            raise APIStatusError("Could not synthesize") from e
-        except APIStatusError as lk:
-            return lk
+    return raised(APIStatusError("Could not synthesize"), cause=APIError(message=fx.body["error"]))
 
 
 def _stt_realtime(fx: Fixture) -> BaseException:
@@ -102,13 +68,11 @@ def _stt_realtime(fx: Fixture) -> BaseException:
 
     assert fx.body is not None
     message_type = fx.body["message_type"]
-    try:
-        raise APIConnectionError(
-            f"ElevenLabs STT error [{message_type}]",
-            retryable=message_type not in ("auth_error", "quota_exceeded", "input_error"),
-        ) from None
-    except APIConnectionError as e:
-        return e
+    error = APIConnectionError(
+        f"ElevenLabs STT error [{message_type}]",
+        retryable=message_type not in ("auth_error", "quota_exceeded", "input_error"),
+    )
+    return raised(error, hide_cause=True)
 
 
 def _detail(status: str, message: str) -> dict[str, Any]:

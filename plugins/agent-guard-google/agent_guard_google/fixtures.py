@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_guard._verdict import Category, Kind
+from agent_guard.testing import ProviderFixture, raised
 
 __all__ = ["API_KEY", "FIXTURES", "LLM_LABEL", "TTS_LABEL", "Fixture"]
 
@@ -28,15 +29,11 @@ TTS_LABEL = "livekit.plugins.google.beta.gemini_tts.TTS"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Fixture:
-    """One provider failure: the wire data, its source, and the verdict we expect."""
+class Fixture(ProviderFixture):
+    """A Gemini failure over HTTP (an LLM one unless it says otherwise)."""
 
-    id: str
-    source: str
     status: int
     body: Mapping[str, Any]
-    expected: Category
-    terminal: bool
     kind: Kind = Kind.LLM
     label: str = LLM_LABEL
 
@@ -61,15 +58,13 @@ def _build(fx: Fixture) -> BaseException:
         errors.APIError.raise_for_response(response)
     except errors.APIError as e:
         side = "client" if isinstance(e, errors.ClientError) else "server"
-        try:
-            raise APIStatusError(
-                f"gemini {what}: {side} error",
-                status_code=e.code,
-                body=f"{e.message} {e.status}",
-                retryable=e.code in {429, 499} if side == "client" else True,
-            ) from e
-        except APIStatusError as lk:
-            return lk
+        lk = APIStatusError(
+            f"gemini {what}: {side} error",
+            status_code=e.code,
+            body=f"{e.message} {e.status}",
+            retryable=e.code in {429, 499} if side == "client" else True,
+        )
+        return raised(lk, cause=e)
     raise AssertionError(f"{fx.id}: google.genai raised nothing for {fx.status}")
 
 

@@ -11,46 +11,29 @@ from agent_guard_google import CLASSIFIERS
 from agent_guard_google import classify as classify_only
 from agent_guard_google.fixtures import API_KEY, FIXTURES, LLM_LABEL, Fixture
 from google.genai import errors
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from livekit.agents import APIError, APIStatusError
+from livekit.agents import APIStatusError
 
-from agent_guard import DEFAULT_CLASSIFIERS, Category, Kind, Verdict, classify
-from agent_guard._classify import facts_from
+from agent_guard import DEFAULT_CLASSIFIERS, Category, Kind, classify
+from agent_guard.testing import assert_fixture_verdict, check_classifier_is_total, raised
 
 CHAIN = (*CLASSIFIERS, *DEFAULT_CLASSIFIERS)
 IDS = [fx.id for fx in FIXTURES]
 
 
-def check(fx: Fixture, verdict: Verdict) -> None:
-    assert (verdict.category, verdict.terminal) == (fx.expected, fx.terminal)
-    assert verdict.provider == "google"
-    assert verdict.counts is True
-    assert verdict.status_code == fx.status
-    assert verdict.kind is fx.kind
-    for text in (verdict.detail, verdict.hint or "", verdict.public_message):
-        assert API_KEY not in text
-        assert API_KEY[4:20] not in text
-
-
 def wrapped(code: int, details: object) -> APIStatusError:
     """A genai error *without* a response (as on websockets), wrapped like livekit does."""
-    try:
-        raise errors.ClientError(code, details, None)
-    except errors.ClientError as e:
-        try:
-            raise APIStatusError(
-                "gemini llm: client error", status_code=e.code, body=f"{e.message} {e.status}"
-            ) from e
-        except APIStatusError as lk:
-            return lk
+    e = errors.ClientError(code, details, None)
+    lk = APIStatusError(
+        "gemini llm: client error", status_code=e.code, body=f"{e.message} {e.status}"
+    )
+    return raised(lk, cause=e)
 
 
 class TestFixtures:
     @pytest.mark.parametrize("fx", FIXTURES, ids=IDS)
     def test_verdict(self, fx: Fixture) -> None:
         """The SDK-raised, livekit-wrapped exception classifies as documented."""
-        check(fx, classify(fx.error(), kind=fx.kind, classifiers=CHAIN, label=fx.label))
+        assert_fixture_verdict(fx, CLASSIFIERS, provider="google", secrets=[API_KEY])
 
     def test_livekit_body_is_only_a_string(self) -> None:
         """livekit keeps just "message status"; the JSON survives on the genai cause."""
@@ -62,7 +45,7 @@ class TestFixtures:
     def test_per_minute_reads_retry_delay(self) -> None:
         """RetryInfo.retryDelay ("17s") becomes retry_after."""
         (fx,) = [f for f in FIXTURES if f.id == "per_minute_quota"]
-        verdict = classify(fx.error(), kind=fx.kind, classifiers=CHAIN, label=fx.label)
+        verdict = assert_fixture_verdict(fx, CLASSIFIERS, provider="google")
         assert verdict.quota is not None and verdict.quota.retry_after == 17.0
 
     @pytest.mark.parametrize("fx", FIXTURES, ids=IDS)
@@ -98,44 +81,6 @@ class TestDefers:
         assert verdict.provider != "google"
 
 
-# Keys the classifiers look for, so generated bodies reach their branches.
-_KEYS = st.sampled_from(
-    [
-        "error",
-        "type",
-        "code",
-        "status",
-        "message",
-        "details",
-        "detail",
-        "err_code",
-        "violations",
-        "quotaId",
-        "@type",
-        "retryDelay",
-        "status_code",
-        "error_code",
-    ]
-) | st.text(max_size=8)
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=24),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=5),
-    max_leaves=24,
-)
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    body=_JSON,
-    message=st.text(max_size=40),
-    status=st.sampled_from([-1, 200, 400, 401, 402, 403, 429, 499, 500, 503, 529]),
-    cause=st.booleans(),
-)
-def test_classifier_is_total(body: object, message: str, status: int, cause: bool) -> None:
+def test_classifier_is_total() -> None:
     """Whatever the body, message or chain, the classifier answers a Verdict or None."""
-    error = APIStatusError(message, status_code=status, body=body)
-    if cause:
-        error.__cause__ = APIError(message, body=body)
-    facts = facts_from(error, kind=Kind.LLM, label=LLM_LABEL)
-    verdict = classify_only(facts)
-    assert verdict is None or isinstance(verdict, Verdict)
+    check_classifier_is_total(classify_only, kind=Kind.LLM, label=LLM_LABEL)

@@ -21,11 +21,10 @@ and ``type`` (its error-codes guide shows no verbatim JSON for the billing codes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from agent_guard._verdict import Category, Kind
+from agent_guard.testing import ProviderFixture, raised
 
 __all__ = ["API_KEY", "FIXTURES", "LLM_LABEL", "REALTIME_LABEL", "Fixture"]
 
@@ -35,25 +34,8 @@ LLM_LABEL = "livekit.plugins.openai.llm.LLM"
 REALTIME_LABEL = "livekit.plugins.openai.realtime.realtime_model.RealtimeModel"
 _REALTIME_PROVIDER = "OpenAI Realtime API"  # RealtimeSession._provider_label (:572)
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Fixture:
-    """One provider failure: the wire data, its source, and the verdict we expect."""
-
-    id: str
-    source: str
-    kind: Kind
-    label: str
-    status: int | None
-    body: Mapping[str, Any]
-    expected: Category
-    terminal: bool
-    headers: Mapping[str, str] = field(default_factory=dict)
-    build: Callable[[Fixture], BaseException]
-
-    def error(self) -> BaseException:
-        """The exception livekit emits for this failure (see the module docstring)."""
-        return self.build(self)
+#: Each fixture names its ``build``: the HTTP path or one of the two Realtime ones.
+Fixture = ProviderFixture
 
 
 def _http(fx: Fixture) -> BaseException:
@@ -65,45 +47,31 @@ def _http(fx: Fixture) -> BaseException:
     request = httpx2.Request("POST", "https://api.openai.com/v1/chat/completions")
     response = httpx2.Response(fx.status, json=fx.body, headers=fx.headers, request=request)
     client = openai.AsyncOpenAI(api_key=API_KEY, max_retries=0)
-    try:
-        raise client._make_status_error_from_response(response)
-    except openai.APIStatusError as e:
-        try:
-            raise APIStatusError(
-                e.message, status_code=e.status_code, request_id=e.request_id, body=e.body
-            ) from None
-        except APIStatusError as lk:
-            return lk
+    e = client._make_status_error_from_response(response)
+    lk = APIStatusError(e.message, status_code=e.status_code, request_id=e.request_id, body=e.body)
+    return raised(lk, cause=e, hide_cause=True)
 
 
 def _realtime_error_event(fx: Fixture) -> BaseException:
     from livekit.agents import APIError
     from openai.types.realtime import RealtimeErrorEvent
 
+    assert fx.body is not None
     event = RealtimeErrorEvent.construct(**fx.body)
-    try:
-        raise APIError(
-            message=f"{_REALTIME_PROVIDER} returned an error", body=event.error, retryable=False
-        )
-    except APIError as e:
-        return e
+    message = f"{_REALTIME_PROVIDER} returned an error"
+    return raised(APIError(message=message, body=event.error, retryable=False))
 
 
 def _realtime_response_failed(fx: Fixture) -> BaseException:
     from livekit.agents import APIError
     from openai.types.realtime import ResponseDoneEvent
 
+    assert fx.body is not None
     event = ResponseDoneEvent.construct(**fx.body)
     details = event.response.status_details
     assert details is not None and details.error is not None
-    try:
-        raise APIError(
-            message=f"{_REALTIME_PROVIDER} response failed with error type: {details.error.type}",
-            body=details.error,
-            retryable=False,
-        )
-    except APIError as e:
-        return e
+    message = f"{_REALTIME_PROVIDER} response failed with error type: {details.error.type}"
+    return raised(APIError(message=message, body=details.error, retryable=False))
 
 
 def _err(message: str, type_: str, code: str | None) -> dict[str, Any]:
