@@ -15,6 +15,7 @@ import av
 import structlog
 from livekit import rtc
 from livekit.agents import NOT_GIVEN, AgentSession, NotGivenOr, tts
+from livekit.agents.voice import SpeechHandle
 
 from agent_guard._policy import Farewell, FarewellAudio, GuardPolicy, MessageFactory
 from agent_guard._verdict import Kind, Verdict
@@ -58,6 +59,8 @@ class FarewellResult:
     completed: bool
     """Played to its end (not cut by the timeout, an error or a concurrent close)."""
     timed_out: bool
+    fell_back: bool = False
+    """TTS failed during the synthesised farewell and the recording was played instead."""
 
 
 def resolve(policy: GuardPolicy, verdict: Verdict) -> Farewell | None:
@@ -217,10 +220,14 @@ async def play_farewell(
     *,
     recording: FarewellAudio | None,
     deadline: float,
+    tts_failed: asyncio.Event | None = None,
 ) -> FarewellResult:
     """Play ``farewell`` now (from ``recording`` if given), giving up at ``deadline``.
 
-    ``deadline`` is a ``loop.time()``.
+    ``deadline`` is a ``loop.time()``. When the farewell is synthesised and
+    ``tts_failed`` is set while it plays (TTS broke during the farewell itself), the
+    packaged recording is played instead: a failed TTS ``say`` resolves its handle as
+    if all went well (notes §4), so the caller would otherwise hear nothing.
 
     Never raises (except ``CancelledError``): every failure is logged and reported as
     an incomplete farewell, because the close must follow whatever happens here.
@@ -228,7 +235,7 @@ async def play_farewell(
     loop = asyncio.get_running_loop()
     started = loop.time()
     handle = None
-    completed = timed_out = False
+    completed = timed_out = fell_back = False
     try:
         async with asyncio.timeout_at(deadline):
             # Interrupt first: a farewell queues behind the current speech, including
@@ -238,9 +245,11 @@ async def play_farewell(
             with contextlib.suppress(RuntimeError):
                 await session.interrupt(force=True)
             audio: NotGivenOr[AsyncIterable[rtc.AudioFrame]] = NOT_GIVEN
+            source: _Tracked | None = None
             if recording is not None:
                 # With audio= livekit skips TTS entirely (agent_activity.py:1738).
-                audio = await load_audio(recording)
+                source = _Tracked(await load_audio(recording))
+                audio = source
             handle = session.say(
                 farewell.text,
                 audio=audio,
@@ -248,8 +257,24 @@ async def play_farewell(
                 add_to_chat_ctx=False,
             )
             # Never raises: a failed TTS resolves the handle normally (notes §4).
-            await handle.wait_for_playout()
-            completed = not handle.interrupted
+            await _playout_or(handle, tts_failed if recording is None else None)
+            if tts_failed is not None and tts_failed.is_set() and recording is None:
+                fell_back = True
+                _log.warning("agent_guard.farewell_tts_failed", fallback="recording")
+                if not handle.done():
+                    handle.interrupt(force=True)
+                source = _Tracked(await load_audio(DEFAULT_FAREWELL_AUDIO))
+                handle = session.say(
+                    farewell.text, audio=source, allow_interruptions=False, add_to_chat_ctx=False
+                )
+                await handle.wait_for_playout()
+            # livekit resolves a say() whose audio source or TTS failed like a finished one
+            # (not interrupted), so "completed" also needs the source to have run dry.
+            completed = (
+                not handle.interrupted
+                and (source is None or source.exhausted)
+                and not (tts_failed is not None and tts_failed.is_set() and not fell_back)
+            )
     except TimeoutError:
         timed_out = True
         _log.warning("agent_guard.farewell_timed_out", after=round(loop.time() - started, 3))
@@ -260,8 +285,39 @@ async def play_farewell(
         if handle is not None and not handle.done():
             handle.interrupt(force=True)
     return FarewellResult(
-        started_at=started, finished_at=loop.time(), completed=completed, timed_out=timed_out
+        started_at=started,
+        finished_at=loop.time(),
+        completed=completed,
+        timed_out=timed_out,
+        fell_back=fell_back,
     )
+
+
+class _Tracked:
+    """Wraps a frame source to tell whether it was played to its end without error."""
+
+    def __init__(self, frames: AsyncIterable[rtc.AudioFrame]) -> None:
+        self._frames = frames
+        self.exhausted = False
+
+    async def __aiter__(self) -> AsyncIterator[rtc.AudioFrame]:
+        async for frame in self._frames:
+            yield frame
+        self.exhausted = True
+
+
+async def _playout_or(handle: SpeechHandle, event: asyncio.Event | None) -> None:
+    """Until ``handle`` has played out or ``event`` is set, whichever comes first."""
+    playout = asyncio.ensure_future(handle.wait_for_playout())
+    if event is None:
+        await playout
+        return
+    broke = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({playout, broke}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        playout.cancel()
+        broke.cancel()
 
 
 # -- pre-synthesis ------------------------------------------------------------------------

@@ -111,6 +111,8 @@ class Guard:
         self._teardown: asyncio.Task[None] | None = None
         self._close_event: CloseEvent | None = None
         self._closed = asyncio.Event()
+        # Set when TTS fails after the decision: the synthesised farewell is then inaudible.
+        self._tts_failed = asyncio.Event()
         self._hooks: list[Hook] = list(policy.hooks)
         # Set while async hooks run: later errors queue behind it to keep their order.
         self._pending: asyncio.Task[None] | None = None
@@ -187,6 +189,8 @@ class Guard:
         # errors included. We remember livekit's own flag first.
         livekit_recoverable = bool(err.recoverable)
         err.recoverable = True
+        if self._decision is not None and kind is Kind.TTS:
+            self._tts_failed.set()
         verdict = classify(
             err.error,
             kind=kind,
@@ -344,7 +348,11 @@ class Guard:
             if farewell is not None and not _seams.is_closing(self._session):
                 recording = audio_for(self._session, farewell, verdict)
                 self._farewell = await play_farewell(
-                    self._session, farewell, recording=recording, deadline=deadline
+                    self._session,
+                    farewell,
+                    recording=recording,
+                    deadline=deadline,
+                    tts_failed=self._tts_failed,
                 )
         finally:
             # Exactly once: _close_soon is a no-op when a close is already under way
