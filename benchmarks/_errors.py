@@ -1,0 +1,85 @@
+"""Provider errors built the way production builds them, for the micro-benchmarks.
+
+An HTTP failure goes through the real openai SDK (``_make_status_error_from_response``,
+which narrows ``body`` to its ``"error"`` value) and is re-raised as livekit does in
+``livekit/agents/inference/llm.py`` ``_run``: ``APIStatusError(...) from None``, so the
+full response survives only on ``__context__``, exactly what the guard has to dig out.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx2
+import openai
+from livekit.agents import APIConnectionError, APIStatusError, llm
+
+__all__ = ["client_cancel", "credits_429", "llm_error", "rate_limit_429", "sdk_error"]
+
+LABEL = "livekit.plugins.openai.llm.LLM"
+_REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+_CLIENT = openai.AsyncOpenAI(api_key="sk-x", base_url="http://127.0.0.1/v1", max_retries=0)
+
+
+def sdk_error(status: int, body: object, headers: dict[str, str] | None = None) -> Exception:
+    """An HTTP error through the SDK, wrapped as livekit's LLM plugin does."""
+    response = httpx2.Response(status, json=body, headers=headers, request=_REQUEST)
+    try:
+        try:
+            raise _CLIENT._make_status_error_from_response(response)
+        except openai.APIStatusError as e:
+            raise APIStatusError(
+                e.message, status_code=e.status_code, request_id=e.request_id, body=e.body
+            ) from None
+    except APIStatusError as wrapped:
+        return wrapped
+
+
+def rate_limit_429() -> Exception:
+    """The gateway's transient 429: a per-minute limit (retried by livekit)."""
+    return sdk_error(
+        429,
+        {
+            "error": "LLM request/min rate limit exceeded, category: MaxConcurrentGatewayLLMRpm",
+            "type": "inference_quota_exceeded",
+            "quota_type": "llm",
+            "category": "MaxConcurrentGatewayLLMRpm",
+            "hint": "Reduce request rate or upgrade your plan.",
+        },
+        {"X-LiveKit-Inference-RPM-Limit": "100", "X-LiveKit-Inference-RPM-Used": "100"},
+    )
+
+
+def credits_429() -> Exception:
+    """The gateway's terminal 429: credits used up until the next billing cycle."""
+    return sdk_error(
+        429,
+        {
+            "error": "LLM token credit quota exceeded, category: MaxGatewayCredits",
+            "type": "inference_quota_exceeded",
+            "quota_type": "llm",
+            "category": "MaxGatewayCredits",
+            "hint": "Wait for the next billing cycle or upgrade your plan.",
+        },
+        {"X-LiveKit-Inference-Credits-Limit": "1000", "X-LiveKit-Inference-Credits-Used": "1000"},
+    )
+
+
+def client_cancel() -> Exception:
+    """A mid-stream 499: openai.APIError (no status) wrapped in APIConnectionError."""
+    sse = openai.APIError(
+        "Client closed request", _REQUEST, body={"message": "Client closed request", "code": 499}
+    )
+    try:
+        try:
+            raise sse
+        except openai.APIError as e:
+            raise APIConnectionError(retryable=True) from e
+    except APIConnectionError as wrapped:
+        return wrapped
+
+
+def llm_error(error: Exception, *, recoverable: bool, label: str = LABEL) -> Any:
+    """The ``LLMError`` livekit's LLMStream emits for one failed attempt."""
+    return llm.LLMError(timestamp=time.time(), label=label, error=error, recoverable=recoverable)
