@@ -63,10 +63,12 @@ class FarewellResult:
     """TTS failed during the synthesised farewell and the recording was played instead."""
 
 
-def resolve(policy: GuardPolicy, verdict: Verdict) -> Farewell | None:
+def resolve(policy: GuardPolicy, verdict: Verdict, *, final: bool = False) -> Farewell | None:
     """The farewell for a close caused by ``verdict``; ``None`` means close silently.
 
     Precedence: ``messages[category]``, ``messages[kind]``, then ``error_message``.
+    ``final`` marks a close that is as final as a terminal verdict (the model gave up):
+    the default apology is spoken for it too.
     """
     for key in (verdict.category, verdict.kind):
         if key in policy.messages:
@@ -79,7 +81,7 @@ def resolve(policy: GuardPolicy, verdict: Verdict) -> Farewell | None:
         return Farewell(text=msg, audio=policy.farewell_audio)
     if callable(msg):
         return _from_factory(msg, verdict, policy)
-    if not verdict.terminal:
+    if not (verdict.terminal or final):
         return None
     if policy.speak_hint and verdict.hint:
         # Opt-in only: the hint is gateway text (sanitised, bounded) meant for developers.

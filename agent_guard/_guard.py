@@ -50,6 +50,10 @@ class Reason(StrEnum):
     """The verdict says it will fail identically every turn."""
     TOLERANCE_EXCEEDED = "tolerance_exceeded"
     """Too many consecutive countable failures of one kind."""
+    MODEL_GAVE_UP = "model_gave_up"
+    """A realtime model reported a final (non-recoverable) error: livekit's realtime
+    session has stopped reconnecting (llm/_realtime/openai.py:1063-1090), so nothing
+    will answer again, whatever the category."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,9 @@ class Guard:
     """The handle returned by :func:`guard`. Read-only for users."""
 
     def __init__(self, session: AgentSession[Any], policy: GuardPolicy) -> None:
-        self._session = session
+        # A weak reference: _GUARDS maps session -> guard weakly, and a strong reference
+        # back would keep every guarded session (history, events) alive for ever.
+        self._session_ref = weakref.ref(session)
         self._policy = policy
         self._verdicts: collections.deque[Verdict] = collections.deque(maxlen=MAX_VERDICTS)
         self._failures: dict[Kind, collections.deque[float]] = {
@@ -131,7 +137,11 @@ class Guard:
 
     @property
     def session(self) -> AgentSession[Any]:
-        return self._session
+        """The guarded session (``RuntimeError`` once it has been garbage-collected)."""
+        session = self._session_ref()
+        if session is None:
+            raise RuntimeError("the guarded AgentSession no longer exists")
+        return session
 
     @property
     def policy(self) -> GuardPolicy:
@@ -262,7 +272,7 @@ class Guard:
                 signal is not None
                 and signal.on_tolerated
                 and verdict.counts
-                and (participant := participant_of(self._session)) is not None
+                and (participant := participant_of(self.session)) is not None
             ):
                 self._spawn(signal.publish(participant, verdict, closing=False), "signal")
             return
@@ -275,14 +285,22 @@ class Guard:
             kind=verdict.kind.value,
             category=verdict.category.value,
         )
-        self._teardown = self._spawn(self._run_teardown(verdict, trigger), "teardown")
+        self._teardown = self._spawn(self._run_teardown(verdict, reason, trigger), "teardown")
 
     def _decide(self, verdict: Verdict) -> Reason | None:
         if verdict.terminal:
             # Close in the first failing turn, even on a recoverable=True attempt:
             # retrying cannot help, and every retry spends quota and time.
             return Reason.TERMINAL
-        if not verdict.counts or verdict.recoverable:
+        if not verdict.counts:
+            return None
+        if verdict.kind is Kind.REALTIME:
+            if not verdict.recoverable:
+                return Reason.MODEL_GAVE_UP
+            # Recoverable realtime errors are failed responses and reconnect attempts;
+            # stock livekit ignores them all, so a model failing every response would
+            # never close. They count toward the realtime tolerance.
+        elif verdict.recoverable:
             # Intermediate retry attempts are the model's business; a failed turn is
             # reported once with recoverable=False (llm.py:331-386).
             return None
@@ -332,23 +350,24 @@ class Guard:
 
     # -- teardown --------------------------------------------------------------------
 
-    async def _run_teardown(self, verdict: Verdict, trigger: Any) -> None:
+    async def _run_teardown(self, verdict: Verdict, reason: Reason, trigger: Any) -> None:
+        session = self.session  # a strong reference for the whole teardown
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._policy.farewell_timeout
         signal = self._policy.signal
         try:
-            if self._session.input.audio is not None:
+            if session.input.audio is not None:
                 # No new caller turns while the farewell plays: each would start another
                 # generation against the provider that just failed.
-                self._session.input.set_audio_enabled(False)
-            if signal is not None and (participant := participant_of(self._session)) is not None:
+                session.input.set_audio_enabled(False)
+            if signal is not None and (participant := participant_of(session)) is not None:
                 # Concurrently with the farewell; bounded by the signal's own timeout.
                 self._spawn(signal.publish(participant, verdict, closing=True), "signal")
-            farewell = resolve(self._policy, verdict)
-            if farewell is not None and not _seams.is_closing(self._session):
-                recording = audio_for(self._session, farewell, verdict)
+            farewell = resolve(self._policy, verdict, final=reason is not Reason.TOLERANCE_EXCEEDED)
+            if farewell is not None and not _seams.is_closing(session):
+                recording = audio_for(session, farewell, verdict)
                 self._farewell = await play_farewell(
-                    self._session,
+                    session,
                     farewell,
                     recording=recording,
                     deadline=deadline,
@@ -357,7 +376,7 @@ class Guard:
         finally:
             # Exactly once: _close_soon is a no-op when a close is already under way
             # (the user's, or livekit's own).
-            _seams.close_with_error(self._session, trigger)
+            _seams.close_with_error(session, trigger)
 
     # -- background work ---------------------------------------------------------------
 
@@ -366,7 +385,7 @@ class Guard:
         policy = self._policy
         if policy.farewell_audio is not None:
             self._spawn(preload(policy.farewell_audio), "preload")
-        if policy.presynthesize and (engine := _session_tts(self._session)) is not None:
+        if policy.presynthesize and (engine := _session_tts(self.session)) is not None:
             texts = [t for t in (*_static_texts(policy),) if t]
             self._spawn(presynthesize(engine, texts, limit=30.0), "presynthesize")
 

@@ -7,9 +7,8 @@ from typing import Any
 
 from livekit.agents import CloseReason, llm
 from livekit.agents._exceptions import APIError
-from livekit.agents.voice.agent_session import SessionConnectOptions
 
-from agent_guard import Category, GuardPolicy, Kind, Reason, Tolerance, guard
+from agent_guard import DEFAULT_ERROR_MESSAGE, Category, GuardPolicy, Kind, Reason, Tolerance, guard
 from agent_guard.testing import GatewaySimulator, HttpError, Reply, StreamError
 from tests.conftest import make_session, start
 from tests.test_guard import spoken, turn
@@ -88,12 +87,9 @@ class TestTolerance:
         assert g.close_event is None
         await session.aclose()
 
-    async def test_realtime_errors_are_counted_not_fatal_on_first(
-        self, sim: GatewaySimulator
-    ) -> None:
-        """livekit closes on the first realtime error; the guard applies the tolerance."""
+    async def test_realtime_failures_are_counted(self, sim: GatewaySimulator) -> None:
+        """Recoverable realtime failures (stock ignores them all) count toward the tolerance."""
         session = make_session(sim)
-        assert isinstance(session.conn_options, SessionConnectOptions)
         g = guard(session, GuardPolicy(tolerances={Kind.REALTIME: Tolerance.allow(1)}))
         await start(session)
         model = session.llm
@@ -105,17 +101,42 @@ class TestTolerance:
             model.emit("error", llm.RealtimeModelError(
                 timestamp=0.0, label="test.realtime",
                 error=APIError("server_error", body={"type": "server_error"}, retryable=True),
-                recoverable=False,
+                recoverable=True,
             ))  # fmt: skip
 
         fail()
         await asyncio.sleep(0.1)
-        assert g.close_event is None  # stock: closed already
+        assert g.close_event is None
         fail()
         async with asyncio.timeout(10):
             ev = await g.wait_closed()
         assert ev.reason is CloseReason.ERROR
         assert isinstance(ev.error, llm.RealtimeModelError)
+        assert g.decision is not None
+        assert g.decision.reason is Reason.TOLERANCE_EXCEEDED
+
+    async def test_final_realtime_error_closes_with_a_farewell(self, sim: GatewaySimulator) -> None:
+        """A recoverable=False realtime error means livekit stopped reconnecting: close now.
+
+        Even when no classifier calls it terminal (here an unclassified server error),
+        counting it would wait for failures that never come, on a dead model.
+        """
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(tolerances={Kind.REALTIME: Tolerance.allow(5)}))
+        await start(session)
+        model = session.llm
+        assert isinstance(model, llm.LLM)
+        model.emit("error", llm.RealtimeModelError(
+            timestamp=0.0, label="test.realtime", recoverable=False,
+            error=APIError("server_error", body={"type": "server_error"}, retryable=False),
+        ))  # fmt: skip
+        async with asyncio.timeout(10):
+            ev = await g.wait_closed()
+        assert ev.reason is CloseReason.ERROR
+        assert g.decision is not None
+        assert g.decision.reason is Reason.MODEL_GAVE_UP
+        assert not g.decision.verdict.terminal
+        assert spoken(sim) == DEFAULT_ERROR_MESSAGE
 
 
 class TestClientCancellations:

@@ -339,25 +339,9 @@ def _history_texts(session: AgentSession[Any]) -> list[str]:
     return [m.text_content or "" for m in items if isinstance(m, llm.ChatMessage)]
 
 
-#: Cases that expose a bug in the guard (see the report of issue 7): strict, so the
-#: marker has to go when the bug is fixed.
-KNOWN_BUGS = {
-    "realtime_gives_up_unclassified": "a recoverable=False realtime error means livekit's "
-    "realtime session has stopped for good (no more reconnects, no more errors), but the "
-    "guard flips it to recoverable=True and, unless a classifier calls it terminal, "
-    "counts it toward Tolerance(max_failures=3): the 4th never comes, so the session stays "
-    "open forever on a dead model, where stock livekit closes at once",
-}
-
-
 @pytest.mark.parametrize(
     "fault",
-    [
-        pytest.param(f, id=f.id, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[f.id])])
-        if f.id in KNOWN_BUGS
-        else pytest.param(f, id=f.id)
-        for f in FAULTS
-    ],
+    [pytest.param(f, id=f.id) for f in FAULTS],
 )
 async def test_fault(
     sim: GatewaySimulator, loop_problems: list[dict[str, Any]], fault: Fault
