@@ -584,7 +584,29 @@ async def _guarded_synthesis(
     health.served(tts)
 
 
-class _GuardedChunkedStream(FallbackChunkedStream):
+class _GuardedTTSStream:
+    """What both guarded TTS streams add to livekit's: gated probes, a real all-failed."""
+
+    _health: _Health
+
+    def _try_recovery(self, tts: _tts.TTS[Any]) -> None:
+        # livekit probes after every request the instance did not serve
+        # (tts/fallback_adapter.py:267-292, :354 chunked; :563-620 streamed): only if the
+        # backoff allows.
+        if self._health.may_probe(tts):
+            super()._try_recovery(tts)  # type: ignore[misc]
+
+    async def _run(self, output_emitter: _tts.AudioEmitter) -> None:
+        try:
+            await super()._run(output_emitter)  # type: ignore[misc]
+        except APIConnectionError as e:
+            # Instance errors never leave livekit's _run (it returns or goes on, :338-352
+            # and :545-561): this is the cause-less "all TTSs failed" (:356-358, :565-567).
+            rebuilt, cause = self._health.all_failed(e)
+            raise rebuilt from cause
+
+
+class _GuardedChunkedStream(_GuardedTTSStream, FallbackChunkedStream):
     def __init__(
         self, *, tts: FallbackTTS, input_text: str, conn_options: APIConnectOptions
     ) -> None:
@@ -600,23 +622,8 @@ class _GuardedChunkedStream(FallbackChunkedStream):
         async for audio in _guarded_synthesis(self._health, tts, attempt, recovering=recovering):
             yield audio
 
-    def _try_recovery(self, tts: _tts.TTS[Any]) -> None:
-        # livekit probes after every request the instance did not serve
-        # (tts/fallback_adapter.py:267-292, :354): only if the backoff allows.
-        if self._health.may_probe(tts):
-            super()._try_recovery(tts)
 
-    async def _run(self, output_emitter: _tts.AudioEmitter) -> None:
-        try:
-            await super()._run(output_emitter)
-        except APIConnectionError as e:
-            # Instance errors never leave this _run (it returns or goes on, :338-352):
-            # this is the cause-less "all TTSs failed" (:356-358).
-            rebuilt, cause = self._health.all_failed(e)
-            raise rebuilt from cause
-
-
-class _GuardedSynthesizeStream(FallbackSynthesizeStream):
+class _GuardedSynthesizeStream(_GuardedTTSStream, FallbackSynthesizeStream):
     def __init__(self, *, tts: FallbackTTS, conn_options: APIConnectOptions) -> None:
         super().__init__(tts=tts, conn_options=conn_options)
         self._health = tts._health
@@ -636,21 +643,6 @@ class _GuardedSynthesizeStream(FallbackSynthesizeStream):
         )
         async for audio in _guarded_synthesis(self._health, tts, attempt, recovering=recovering):
             yield audio
-
-    def _try_recovery(self, tts: _tts.TTS[Any]) -> None:
-        # livekit probes after every request the instance did not serve
-        # (tts/fallback_adapter.py:563, :571-572, :574-620): only if the backoff allows.
-        if self._health.may_probe(tts):
-            super()._try_recovery(tts)
-
-    async def _run(self, output_emitter: _tts.AudioEmitter) -> None:
-        try:
-            await super()._run(output_emitter)
-        except APIConnectionError as e:
-            # Instance errors never leave this _run (it returns or goes on, :545-561):
-            # this is the cause-less "all TTSs failed" (:565-567).
-            rebuilt, cause = self._health.all_failed(e)
-            raise rebuilt from cause
 
 
 # -- STT --------------------------------------------------------------------------------

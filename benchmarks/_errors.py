@@ -11,29 +11,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx2
-import openai
-from livekit.agents import APIConnectionError, APIStatusError, llm
+from livekit.agents import llm
+
+from agent_guard.testing import openai_status_error, openai_stream_error
 
 __all__ = ["client_cancel", "credits_429", "llm_error", "rate_limit_429", "sdk_error"]
 
 LABEL = "livekit.plugins.openai.llm.LLM"
-_REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
-_CLIENT = openai.AsyncOpenAI(api_key="sk-x", base_url="http://127.0.0.1/v1", max_retries=0)
 
 
 def sdk_error(status: int, body: object, headers: dict[str, str] | None = None) -> Exception:
     """An HTTP error through the SDK, wrapped as livekit's LLM plugin does."""
-    response = httpx2.Response(status, json=body, headers=headers, request=_REQUEST)
-    try:
-        try:
-            raise _CLIENT._make_status_error_from_response(response)
-        except openai.APIStatusError as e:
-            raise APIStatusError(
-                e.message, status_code=e.status_code, request_id=e.request_id, body=e.body
-            ) from None
-    except APIStatusError as wrapped:
-        return wrapped
+    return openai_status_error(status, json=body, headers=headers)
 
 
 def rate_limit_429() -> Exception:
@@ -68,16 +57,7 @@ def credits_429() -> Exception:
 
 def client_cancel() -> Exception:
     """A mid-stream 499: openai.APIError (no status) wrapped in APIConnectionError."""
-    sse = openai.APIError(
-        "Client closed request", _REQUEST, body={"message": "Client closed request", "code": 499}
-    )
-    try:
-        try:
-            raise sse
-        except openai.APIError as e:
-            raise APIConnectionError(retryable=True) from e
-    except APIConnectionError as wrapped:
-        return wrapped
+    return openai_stream_error({"message": "Client closed request", "code": 499}, retryable=True)
 
 
 def llm_error(error: Exception, *, recoverable: bool, label: str = LABEL) -> Any:

@@ -16,45 +16,22 @@ import statistics
 import time
 from collections.abc import Callable
 
-import httpx2
-import openai
-from livekit.agents import APIConnectionError, APIStatusError
-
 from agent_guard import Kind, classify
+from agent_guard.testing import openai_status_error, openai_stream_error
 
 WARMUP = 1_000
 ITERATIONS = 20_000
 LABEL = "livekit.agents.inference.llm.LLM"
-REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
-CLIENT = openai.AsyncOpenAI(api_key="sk-x", base_url="http://127.0.0.1/v1", max_retries=0)
 
 
 def sdk_error(status: int, body: object, headers: dict[str, str] | None = None) -> BaseException:
     """An HTTP error through the SDK, wrapped as livekit/agents/inference/llm.py ``_run`` does."""
-    response = httpx2.Response(status, json=body, headers=headers, request=REQUEST)
-    try:
-        try:
-            raise CLIENT._make_status_error_from_response(response)
-        except openai.APIStatusError as e:
-            raise APIStatusError(
-                e.message, status_code=e.status_code, request_id=e.request_id, body=e.body
-            ) from None
-    except APIStatusError as wrapped:
-        return wrapped
+    return openai_status_error(status, json=body, headers=headers)
 
 
 def mid_stream_error() -> BaseException:
     """An SSE error mid-stream: openai.APIError wrapped in livekit's APIConnectionError."""
-    sse = openai.APIError(
-        "upstream connection reset", REQUEST, body={"message": "reset", "code": "server_error"}
-    )
-    try:
-        try:
-            raise sse
-        except openai.APIError as e:
-            raise APIConnectionError(retryable=False) from e
-    except APIConnectionError as wrapped:
-        return wrapped
+    return openai_stream_error({"message": "reset", "code": "server_error"})
 
 
 CASES: dict[str, Callable[[], BaseException]] = {

@@ -30,24 +30,15 @@ import agent_guard._classify
 from agent_guard import DEFAULT_CLASSIFIERS, Category, ErrorFacts, Kind, Verdict, classify
 from agent_guard._classify import facts_from, kind_of
 from agent_guard._http import provider_from_label
+from agent_guard.testing import openai_status_error, openai_stream_error
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
-CLIENT = openai.AsyncOpenAI(api_key="sk-x", base_url="http://127.0.0.1/v1", max_retries=0)
 SECRET = "sk-proj-TESTSECRET0123456789abcdefABCDEF"
 
 
 def sdk_wrapped(status: int, body: object, headers: dict[str, str] | None = None) -> APIStatusError:
     """An HTTP error through the real SDK, wrapped as livekit/agents/inference/llm.py does."""
-    response = httpx2.Response(status, json=body, headers=headers, request=REQUEST)
-    try:
-        try:
-            raise CLIENT._make_status_error_from_response(response)
-        except openai.APIStatusError as e:
-            raise APIStatusError(
-                e.message, status_code=e.status_code, request_id=e.request_id, body=e.body
-            ) from None
-    except APIStatusError as wrapped:
-        return wrapped
+    return openai_status_error(status, json=body, headers=headers, retryable=False)
 
 
 def raised(outer: Callable[[], BaseException], inner: BaseException) -> BaseException:
@@ -63,8 +54,7 @@ def raised(outer: Callable[[], BaseException], inner: BaseException) -> BaseExce
 
 def mid_stream_error(body: dict[str, object]) -> BaseException:
     """An SSE error event mid-stream: openai/_streaming.py APIError, wrapped by livekit."""
-    sse = openai.APIError("An error occurred during streaming", REQUEST, body=body)
-    return raised(lambda: APIConnectionError(retryable=False), sse)
+    return openai_stream_error(body)
 
 
 class Exploding(Exception):
@@ -111,7 +101,11 @@ class TestFactsFrom:
         assert facts.status_code == 429
         assert facts.body == body
         assert facts.headers["x-livekit-inference-credits-used"] == "5"
-        assert [type(e) for e in facts.chain] == [APIStatusError, openai.RateLimitError]
+        assert [type(e) for e in facts.chain] == [
+            APIStatusError,
+            openai.RateLimitError,
+            httpx2.HTTPStatusError,  # openai/_base_client.py: raise_for_status() first
+        ]
 
     def test_mapping_body_kept(self) -> None:
         """A body that is already a mapping (the SDK's narrowed error object) is kept."""

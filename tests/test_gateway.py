@@ -28,10 +28,10 @@ from agent_guard import Category, Kind, Verdict, classify
 from agent_guard._classify import facts_from
 from agent_guard._gateway import TERMINAL_QUOTA_CATEGORIES, livekit_gateway
 from agent_guard._http import parse_retry_after
+from agent_guard.testing import openai_status_error
 
 LABEL = "livekit.agents.inference.llm.LLM"
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
-CLIENT = openai.AsyncOpenAI(api_key="sk-x", base_url="http://127.0.0.1/v1", max_retries=0)
 SECRET = "sk-proj-TESTSECRET0123456789abcdefABCDEF"
 CREDITS_HEADERS = {
     "X-LiveKit-Inference-Credits-Limit": "1000",
@@ -62,27 +62,7 @@ def llm_error(
     headers: Mapping[str, str] | None = None,
 ) -> APIStatusError:
     """An LLM HTTP error as livekit emits it, through the real SDK and livekit's wrapping."""
-    response = httpx2.Response(
-        status, json=json_body, content=content, headers=headers, request=REQUEST
-    )
-    try:
-        try:
-            # openai/_base_client.py: raise_for_status, then re-raise the SDK error from None.
-            try:
-                response.raise_for_status()
-            except httpx2.HTTPStatusError as err:
-                raise CLIENT._make_status_error_from_response(err.response) from None
-        except openai.APIStatusError as e:
-            raise APIStatusError(
-                e.message,
-                status_code=e.status_code,
-                request_id=e.request_id,
-                body=e.body,
-                retryable=True,
-            ) from None
-    except APIStatusError as wrapped:
-        return wrapped
-    raise AssertionError("unreachable: raise_for_status() raises for 4xx/5xx")
+    return openai_status_error(status, json=json_body, content=content, headers=headers)
 
 
 def handshake_error(status: int, headers: Mapping[str, str]) -> APIStatusError:

@@ -13,6 +13,7 @@ applications can test their own guarded agents the way agent-guard tests itself:
 """
 
 from ._audio import CaptureAudioOutput, CapturedFrame, Segment
+from ._errors import openai_status_error, openai_stream_error
 from ._exchange import RecordedRequest
 from ._plugin_kit import (
     FixtureServer,
@@ -62,5 +63,7 @@ __all__ = [
     "assert_verdict_matches",
     "check_classifier_is_total",
     "error_bodies",
+    "openai_status_error",
+    "openai_stream_error",
     "raised",
 ]
