@@ -27,8 +27,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx2
-import openai as openai_sdk
 import pytest
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, CloseEvent, CloseReason, ErrorEvent, llm, stt
@@ -45,8 +43,11 @@ from agent_guard.testing import (
     QuotaExceeded,
     Speech,
     Unauthorized,
+    openai_status_error,
+    openai_stream_error,
 )
 from tests.conftest import SECRET_KEY, make_session
+from tests.test_farewell import gateway_quota_error
 
 #: Slack on top of farewell_timeout for the close itself (teardown, a loaded CI box).
 BOUND_MARGIN = 1.0
@@ -93,32 +94,20 @@ class Run:
 
 def gateway_quota(quota_type: str = "llm") -> APIError:
     """A terminal gateway credits error as websocket/realtime paths deliver it."""
-    return APIError(
-        "inference quota exceeded",
-        body={"type": "inference_quota_exceeded", "category": "MaxGatewayCredits",
-              "quota_type": quota_type, "error": "quota exceeded, category: MaxGatewayCredits"},
-        retryable=False,
-    )  # fmt: skip
+    return gateway_quota_error(quota_type)
 
 
 def rate_limit() -> APIStatusError:
-    return APIStatusError(
-        "rate limited",
-        status_code=429,
-        body={"type": "inference_quota_exceeded", "category": "MaxConcurrentGatewayLLMRpm",
-              "quota_type": "llm", "error": "request/min rate limit exceeded"},
-    )  # fmt: skip
+    """The gateway's transient RPM 429, as livekit's openai plugin emits it."""
+    return openai_status_error(429, json={
+        "type": "inference_quota_exceeded", "category": "MaxConcurrentGatewayLLMRpm",
+        "quota_type": "llm", "error": "request/min rate limit exceeded",
+    })  # fmt: skip
 
 
 def client_cancel() -> APIConnectionError:
     """A mid-stream 499 as livekit emits it: the SSE error on ``__cause__``."""
-    error = APIConnectionError(retryable=True)
-    error.__cause__ = openai_sdk.APIError(
-        "Client closed request",
-        httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions"),
-        body={"message": "Client closed request", "code": 499},
-    )
-    return error
+    return openai_stream_error({"message": "Client closed request", "code": 499}, retryable=True)
 
 
 def llm_error(error: Exception, *, recoverable: bool) -> llm.LLMError:

@@ -18,7 +18,6 @@ import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx2
 import openai as openai_sdk
 import pytest
 import structlog
@@ -29,7 +28,12 @@ from livekit.plugins import openai
 
 from agent_guard import Guard, GuardPolicy, guard
 from agent_guard import _guard as _guard_module
-from agent_guard.testing import CaptureAudioOutput, GatewaySimulator
+from agent_guard.testing import (
+    CaptureAudioOutput,
+    GatewaySimulator,
+    openai_status_error,
+    openai_stream_error,
+)
 
 SESSIONS = 50
 EVENTS = 100
@@ -45,22 +49,16 @@ FAREWELL = (rtc.AudioFrame(b"\x00\x00" * 480, 24000, 1, 480),) * 5
 
 
 def rate_limit() -> APIStatusError:
-    return APIStatusError(
-        "rate limited",
-        status_code=429,
-        body={"type": "inference_quota_exceeded", "category": "MaxConcurrentGatewayLLMRpm",
-              "quota_type": "llm", "error": "request/min rate limit exceeded"},
-    )  # fmt: skip
+    """The gateway's transient RPM 429, as livekit's openai plugin emits it."""
+    return openai_status_error(429, json={
+        "type": "inference_quota_exceeded", "category": "MaxConcurrentGatewayLLMRpm",
+        "quota_type": "llm", "error": "request/min rate limit exceeded",
+    })  # fmt: skip
 
 
 def client_cancel() -> APIConnectionError:
-    error = APIConnectionError(retryable=True)
-    error.__cause__ = openai_sdk.APIError(
-        "Client closed request",
-        httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions"),
-        body={"message": "Client closed request", "code": 499},
-    )
-    return error
+    """A mid-stream 499 as livekit emits it: the SSE error on ``__cause__``."""
+    return openai_stream_error({"message": "Client closed request", "code": 499}, retryable=True)
 
 
 def credits() -> APIError:
