@@ -356,7 +356,25 @@ class _Health:
 # -- LLM --------------------------------------------------------------------------------
 
 
-class FallbackLLM(_llm.FallbackAdapter):
+class _Observable:
+    """The read-only views every guarded adapter adds to livekit's."""
+
+    _health: _Health
+    _status: Any  # livekit: list[_LLMStatus | _TTSStatus | _STTStatus]
+
+    @property
+    def verdicts(self) -> tuple[Verdict | None, ...]:
+        """Per instance, in order: its last failure's Verdict, ``None`` if it has not
+        failed since it last served."""
+        return self._health.verdicts
+
+    @property
+    def availability(self) -> tuple[bool, ...]:
+        """Per instance, in order: whether livekit considers it available."""
+        return tuple(status.available for status in self._status)
+
+
+class FallbackLLM(_Observable, _llm.FallbackAdapter):
     """livekit's ``llm.FallbackAdapter``, minus false blacklisting, blind probes and lost causes.
 
     Same constructor as livekit's, plus ``classifiers`` and ``probe_backoff``. Compared with
@@ -405,17 +423,6 @@ class FallbackLLM(_llm.FallbackAdapter):
         self._health = _Health(
             self._llm_instances, kind=Kind.LLM, classifiers=classifiers, backoff=probe_backoff
         )
-
-    @property
-    def verdicts(self) -> tuple[Verdict | None, ...]:
-        """Per instance, in order: its last failure's Verdict, ``None`` if it has not
-        failed since it last served."""
-        return self._health.verdicts
-
-    @property
-    def availability(self) -> tuple[bool, ...]:
-        """Per instance, in order: whether livekit considers it available."""
-        return tuple(status.available for status in self._status)
 
     def chat(
         self,
@@ -507,7 +514,7 @@ class _GuardedLLMStream(FallbackLLMStream):
 # -- TTS --------------------------------------------------------------------------------
 
 
-class FallbackTTS(_tts.FallbackAdapter):
+class FallbackTTS(_Observable, _tts.FallbackAdapter):
     """livekit's ``tts.FallbackAdapter`` with the guarantees of :class:`FallbackLLM`.
 
     A client cancellation ends the synthesis quietly (as livekit's own 499 handling does,
@@ -539,17 +546,6 @@ class FallbackTTS(_tts.FallbackAdapter):
         self._health = _Health(
             self._tts_instances, kind=Kind.TTS, classifiers=classifiers, backoff=probe_backoff
         )
-
-    @property
-    def verdicts(self) -> tuple[Verdict | None, ...]:
-        """Per instance, in order: its last failure's Verdict, ``None`` if it has not
-        failed since it last served."""
-        return self._health.verdicts
-
-    @property
-    def availability(self) -> tuple[bool, ...]:
-        """Per instance, in order: whether livekit considers it available."""
-        return tuple(status.available for status in self._status)
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = _TTS_DEFAULT_CONN
@@ -648,7 +644,7 @@ class _GuardedSynthesizeStream(_GuardedTTSStream, FallbackSynthesizeStream):
 # -- STT --------------------------------------------------------------------------------
 
 
-class FallbackSTT(_stt.FallbackAdapter):
+class FallbackSTT(_Observable, _stt.FallbackAdapter):
     """livekit's ``stt.FallbackAdapter`` with the guarantees of :class:`FallbackLLM`.
 
     Failures are read from the instances' own ``"error"`` events: the streaming path opens
@@ -697,17 +693,6 @@ class FallbackSTT(_stt.FallbackAdapter):
         self._listeners = [(s, self._health.listener(s)) for s in self._stt_instances]
         for instance, listener in self._listeners:
             instance.on("error", listener)
-
-    @property
-    def verdicts(self) -> tuple[Verdict | None, ...]:
-        """Per instance, in order: its last failure's Verdict, ``None`` if it has not
-        failed since it last served."""
-        return self._health.verdicts
-
-    @property
-    def availability(self) -> tuple[bool, ...]:
-        """Per instance, in order: whether livekit considers it available."""
-        return tuple(status.available for status in self._status)
 
     def _needs_probe(self, stt: _stt.STT[Any]) -> bool:
         """Whether livekit's recovery probe may go to ``stt`` now.

@@ -23,7 +23,7 @@ import pytest
 import structlog
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, CloseReason, llm
-from livekit.agents._exceptions import APIConnectionError, APIError, APIStatusError
+from livekit.agents._exceptions import APIError
 from livekit.plugins import openai
 
 from agent_guard import Guard, GuardPolicy, guard
@@ -31,9 +31,8 @@ from agent_guard import _guard as _guard_module
 from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,
-    openai_status_error,
-    openai_stream_error,
 )
+from tests.reliability.test_faults import client_cancel, rate_limit
 
 SESSIONS = 50
 EVENTS = 100
@@ -46,19 +45,6 @@ TOLERANCE = 128 * 1024
 
 #: A short farewell, so the guard's closes take milliseconds with a non-realtime output.
 FAREWELL = (rtc.AudioFrame(b"\x00\x00" * 480, 24000, 1, 480),) * 5
-
-
-def rate_limit() -> APIStatusError:
-    """The gateway's transient RPM 429, as livekit's openai plugin emits it."""
-    return openai_status_error(429, json={
-        "type": "inference_quota_exceeded", "category": "MaxConcurrentGatewayLLMRpm",
-        "quota_type": "llm", "error": "request/min rate limit exceeded",
-    })  # fmt: skip
-
-
-def client_cancel() -> APIConnectionError:
-    """A mid-stream 499 as livekit emits it: the SSE error on ``__cause__``."""
-    return openai_stream_error({"message": "Client closed request", "code": 499}, retryable=True)
 
 
 def credits() -> APIError:
