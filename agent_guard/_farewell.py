@@ -144,6 +144,11 @@ def audio_for(
     return None
 
 
+def transcript_for(farewell: Farewell, recording: FarewellAudio | None) -> str:
+    """The text sent with the audio: the packaged recording says DEFAULT_ERROR_MESSAGE."""
+    return DEFAULT_ERROR_MESSAGE if recording is DEFAULT_FAREWELL_AUDIO else farewell.text
+
+
 async def load_audio(audio: FarewellAudio) -> AsyncIterable[rtc.AudioFrame]:
     """A fresh async iterable of frames for one playback of ``audio``."""
     if isinstance(audio, str | os.PathLike):
@@ -252,8 +257,12 @@ async def play_farewell(
                 # With audio= livekit skips TTS entirely (agent_activity.py:1738).
                 source = _Tracked(await load_audio(recording))
                 audio = source
+            if tts_failed is not None:
+                # Only TTS failures of the farewell itself matter from here on, not late
+                # ones from the reply that was just interrupted.
+                tts_failed.clear()
             handle = session.say(
-                farewell.text,
+                transcript_for(farewell, recording),
                 audio=audio,
                 allow_interruptions=False,
                 add_to_chat_ctx=False,
@@ -267,7 +276,10 @@ async def play_farewell(
                     handle.interrupt(force=True)
                 source = _Tracked(await load_audio(DEFAULT_FAREWELL_AUDIO))
                 handle = session.say(
-                    farewell.text, audio=source, allow_interruptions=False, add_to_chat_ctx=False
+                    DEFAULT_ERROR_MESSAGE,
+                    audio=source,
+                    allow_interruptions=False,
+                    add_to_chat_ctx=False,
                 )
                 await handle.wait_for_playout()
             # livekit resolves a say() whose audio source or TTS failed like a finished one
@@ -320,6 +332,9 @@ async def _playout_or(handle: SpeechHandle, event: asyncio.Event | None) -> None
     finally:
         playout.cancel()
         broke.cancel()
+        if playout.done() and not playout.cancelled() and (exc := playout.exception()):
+            # Retrieved here (no "Task exception was never retrieved"); the caller logs it.
+            raise exc
 
 
 # -- pre-synthesis ------------------------------------------------------------------------

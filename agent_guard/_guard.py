@@ -130,8 +130,7 @@ class Guard:
         session.on("agent_state_changed", self._on_agent_state)
         session.on("user_input_transcribed", self._on_transcript)
         session.on("speech_created", self._on_speech_created)
-        if _has_running_loop():
-            self._prepare()
+        self._prepared = False
 
     # -- public, read-only ---------------------------------------------------------
 
@@ -184,10 +183,11 @@ class Guard:
     def _on_error(self, ev: ErrorEvent) -> None:
         try:
             self._handle_error(ev)
-        except Exception:
+        except Exception as e:
             # A TypeError escaping a listener breaks livekit's retry loop
             # (rtc.EventEmitter.emit re-raises TypeError): swallow everything.
-            _log.exception("agent_guard.hook_failed")
+            # Not _log.exception: the traceback could carry unredacted provider text.
+            _log.error("agent_guard.guard_failed", error_type=type(e).__name__)
 
     def _handle_error(self, ev: ErrorEvent) -> None:
         err = ev.error
@@ -319,6 +319,14 @@ class Guard:
         return None
 
     def _on_agent_state(self, ev: Any) -> None:
+        if self._close_event is not None and _seams.has_started(self.session):
+            self._new_run()
+        if not self._prepared:
+            # The first state change comes from session.start() (agent_session.py:1174):
+            # a loop is running and the Agent (whose own TTS may override the session's)
+            # is known, which guard(), called before start(), cannot rely on.
+            self._prepared = True
+            self._prepare()
         # Success for llm/tts/realtime = the agent actually started speaking (livekit
         # resets its own llm/tts counters at the same point, agent_session.py:2199).
         if getattr(ev, "new_state", None) == "speaking":
@@ -341,6 +349,21 @@ class Guard:
             with contextlib.suppress(Exception):
                 handle.interrupt(force=True)
 
+    def _new_run(self) -> None:
+        """The session was started again after a close: decide afresh.
+
+        livekit supports restarting a closed session and resets its own counters on
+        close (agent_session.py:1346); the verdict history is kept.
+        """
+        self._decision = None
+        self._teardown = None
+        self._farewell = None
+        self._close_event = None
+        self._closed.clear()
+        self._tts_failed.clear()
+        for failures in self._failures.values():
+            failures.clear()
+
     def _on_close(self, ev: CloseEvent) -> None:
         self._close_event = ev
         self._closed.set()
@@ -360,9 +383,11 @@ class Guard:
                 # No new caller turns while the farewell plays: each would start another
                 # generation against the provider that just failed.
                 session.input.set_audio_enabled(False)
+            published: asyncio.Task[None] | None = None
             if signal is not None and (participant := participant_of(session)) is not None:
                 # Concurrently with the farewell; bounded by the signal's own timeout.
-                self._spawn(signal.publish(participant, verdict, closing=True), "signal")
+                publish = signal.publish(participant, verdict, closing=True)
+                published = self._spawn(publish, "signal")
             farewell = resolve(self._policy, verdict, final=reason is not Reason.TOLERANCE_EXCEEDED)
             if farewell is not None and not _seams.is_closing(session):
                 recording = audio_for(session, farewell, verdict)
@@ -373,6 +398,9 @@ class Guard:
                     deadline=deadline,
                     tts_failed=self._tts_failed,
                 )
+            if published is not None:
+                # Before the agent leaves: apps often end the job on "close".
+                await asyncio.wait({published}, timeout=max(0.0, deadline - loop.time()))
         finally:
             # Exactly once: _close_soon is a no-op when a close is already under way
             # (the user's, or livekit's own).
@@ -386,8 +414,7 @@ class Guard:
         if policy.farewell_audio is not None:
             self._spawn(preload(policy.farewell_audio), "preload")
         if policy.presynthesize and (engine := _session_tts(self.session)) is not None:
-            texts = [t for t in (*_static_texts(policy),) if t]
-            self._spawn(presynthesize(engine, texts, limit=30.0), "presynthesize")
+            self._spawn(presynthesize(engine, _static_texts(policy), limit=30.0), "presynthesize")
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
         task = _spawn(coro, name)
@@ -420,14 +447,6 @@ def _accept(hook: Hook, result: Any, verdict: Verdict) -> Verdict:
 
 def _name(hook: Any) -> str:
     return str(getattr(hook, "__qualname__", None) or type(hook).__qualname__)
-
-
-def _has_running_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _spawn(coro: Any, name: str) -> asyncio.Task[None]:

@@ -113,7 +113,8 @@ class GuardPolicy:
 
     Attributes:
         error_message: ``NOT_GIVEN`` speaks a generic apology when a terminal verdict
-            closes the session; a ``str`` is spoken on every close the guard makes;
+            (or a realtime model giving up) closes the session; a ``str`` is spoken
+            on every close the guard makes;
             ``None`` closes silently; a callable gets the closing Verdict and returns
             text, a :class:`Farewell` (text and audio) or ``None``.
         messages: Overrides per :class:`Category` or :class:`Kind` (a category

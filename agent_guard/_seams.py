@@ -13,6 +13,7 @@ of breaking (no close at all).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
@@ -55,7 +56,18 @@ def close_with_error(session: AgentSession[Any], error: Any) -> None:
     or given up on, and anything still queued must not delay teardown.
     """
     if SEAMS_OK:
+        before = getattr(session, "_closing_task", None)
         session._close_soon(reason=CloseReason.ERROR, error=error, drain=False)
+        task = getattr(session, "_closing_task", None)
+        if before is None and isinstance(task, asyncio.Task):
+            # _close_soon never clears _closing_task (agent_session.py:1255), unlike
+            # livekit's own error close (:2047): without this, a restarted session
+            # would look "closing" for ever and ignore shutdown() and errors.
+            def _done(t: asyncio.Task[Any]) -> None:
+                if getattr(session, "_closing_task", None) is t:
+                    session._closing_task = None
+
+            task.add_done_callback(_done)
         return
     _log.warning(
         "agent_guard.close_fallback",

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from agent_guard._redact import redact
 from agent_guard._verdict import Verdict
 
 __all__ = ["PAYLOAD_VERSION", "FrontendSignal", "Participant", "participant_of", "payload"]
@@ -89,7 +90,8 @@ def payload(verdict: Verdict, *, closing: bool) -> dict[str, Any]:
         "category": verdict.category.value,
         "terminal": verdict.terminal,
         "closing": closing,
-        "message": verdict.public_message,
+        # Redacted again: a classifier or hook may have set any text here.
+        "message": redact(verdict.public_message, limit=200),
     }
 
 

@@ -103,6 +103,28 @@ class TestEveryKind:
         expected = recording_pcm()
         assert out.pcm()[: len(expected)] == expected
 
+    async def test_tts_with_custom_message_sends_the_recordings_words(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """The transcript matches what is heard: the packaged recording's own words."""
+        sim.llm.default = Reply("Sure, one moment.")
+        sim.tts.default = QuotaExceeded(quota_type="tts")
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(error_message="We are out of minutes today."))
+        out = await start(session)
+        said: list[str] = []
+        original_say = session.say
+
+        def recording_say(text: Any, **kw: Any) -> Any:
+            said.append(text)
+            return original_say(text, **kw)
+
+        session.say = recording_say  # type: ignore[method-assign]
+        await turn(session, "hi")
+        await closed_within(g, 8.0)
+        assert said == [DEFAULT_ERROR_MESSAGE]
+        assert out.pcm().startswith(recording_pcm()[:4800])
+
     async def test_stt(self, sim: GatewaySimulator) -> None:
         """STT auth failure: the session's healthy TTS speaks the apology."""
         recognizer = openai.STT(base_url=sim.base_url, api_key=SECRET_KEY)

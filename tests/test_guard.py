@@ -115,6 +115,40 @@ class TestCreditsExhausted:
         assert len(closes) == 1
 
 
+class TestRestart:
+    """livekit lets a closed session start again: the guard decides afresh."""
+
+    async def test_restarted_session_replies_and_is_guarded_again(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """After a guard close: the next run replies, and a new failure closes it again."""
+        from livekit.agents import Agent
+
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        closes: list[Any] = []
+        session.on("close", closes.append)
+        g = guard(session)
+        await start(session)
+        await turn(session, "hi")
+        async with asyncio.timeout(10):
+            await g.wait_closed()
+
+        sim.llm.script(Reply("Hello again."))
+        await session.start(Agent(instructions="Be brief."))
+        assert (g.decision, g.close_event) == (None, None)  # a tuple: no narrowing for mypy
+        await turn(session, "are you back?")
+        assert "Hello again." in chat_texts(session)
+
+        await turn(session, "still there?")  # credits are still gone
+        async with asyncio.timeout(10):
+            ev = await g.wait_closed()
+        assert ev.reason is CloseReason.ERROR
+        assert len(closes) == 2
+        assert g.decision is not None
+        assert g.decision.verdict.category is Category.QUOTA_EXHAUSTED
+
+
 class TestTransient:
     """Transient failures keep stock behaviour: retried, tolerated."""
 
