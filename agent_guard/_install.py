@@ -24,6 +24,7 @@ __all__ = ["install", "uninstall"]
 
 _ORIGINAL_START: Callable[..., Any] | None = None
 _POLICY: GuardPolicy | None = None
+_WRAPPER: Callable[..., Any] | None = None
 
 
 def install(policy: GuardPolicy | None = None) -> None:
@@ -31,7 +32,7 @@ def install(policy: GuardPolicy | None = None) -> None:
 
     Calling it again replaces the policy for sessions started afterwards.
     """
-    global _ORIGINAL_START, _POLICY
+    global _ORIGINAL_START, _POLICY, _WRAPPER
     if policy is not None and not isinstance(policy, GuardPolicy):
         raise TypeError(f"policy must be a GuardPolicy, got {type(policy).__name__}")
     _POLICY = policy or GuardPolicy()
@@ -49,12 +50,15 @@ def install(policy: GuardPolicy | None = None) -> None:
         return await original(self, *args, **kwargs)
 
     AgentSession.start = start  # type: ignore[method-assign]
+    _WRAPPER = start
 
 
 def uninstall() -> None:
     """Stop guarding new sessions by default (sessions already guarded stay guarded)."""
-    global _ORIGINAL_START, _POLICY
-    if _ORIGINAL_START is not None:
-        AgentSession.start = _ORIGINAL_START  # type: ignore[method-assign]
-    _ORIGINAL_START = None
-    _POLICY = None
+    global _ORIGINAL_START, _POLICY, _WRAPPER
+    _POLICY = None  # the wrapper does nothing without a policy
+    if _WRAPPER is not None and AgentSession.start is _WRAPPER:
+        AgentSession.start = _ORIGINAL_START  # type: ignore[method-assign, assignment]
+        _ORIGINAL_START = _WRAPPER = None
+    # Otherwise someone patched start() after us: unwrapping would drop their patch, so
+    # our wrapper stays in their chain, inert, and a later install() re-arms it.

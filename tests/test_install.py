@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -50,3 +51,29 @@ class TestInstall:
         await start(session)
         assert guarded(session) is None
         await session.aclose()
+
+    async def test_uninstall_keeps_a_later_patch(self, sim: GatewaySimulator) -> None:
+        """A start() patch installed after ours survives uninstall(); ours goes inert."""
+        from livekit.agents import AgentSession
+
+        agent_guard.install()
+        ours: Any = AgentSession.start
+        calls: list[object] = []
+
+        async def theirs(self: AgentSession[Any], *args: Any, **kwargs: Any) -> Any:
+            calls.append(self)
+            return await ours(self, *args, **kwargs)
+
+        AgentSession.start = theirs  # type: ignore[method-assign]
+        try:
+            agent_guard.uninstall()
+            assert AgentSession.start is theirs
+            session = make_session(sim)
+            await start(session)
+            assert calls == [session]
+            assert guarded(session) is None
+            await session.aclose()
+        finally:
+            AgentSession.start = ours  # type: ignore[method-assign]
+            agent_guard.install()
+            agent_guard.uninstall()
