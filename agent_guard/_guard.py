@@ -112,6 +112,8 @@ class Guard:
         self._failures: dict[Kind, collections.deque[float]] = {
             k: collections.deque() for k in Kind
         }
+        # Bumped on each success of a kind: failures that arrived before it do not count.
+        self._epochs: dict[Kind, int] = dict.fromkeys(Kind, 0)
         self._decision: Decision | None = None
         self._farewell: FarewellResult | None = None
         self._teardown: asyncio.Task[None] | None = None
@@ -208,30 +210,31 @@ class Guard:
             label=getattr(err, "label", None),
             recoverable=livekit_recoverable,
         )
+        arrival = _Arrival(error=err, epoch=self._epochs[kind])
         if self._pending is not None and not self._pending.done():
             # An earlier error is still in an async hook: queue behind it, in order.
             self._pending = self._spawn(
-                self._run_hooks_async(verdict, err, 0, previous=self._pending), "hooks"
+                self._run_hooks_async(verdict, arrival, 0, previous=self._pending), "hooks"
             )
         else:
-            self._run_hooks(verdict, err)
+            self._run_hooks(verdict, arrival)
 
-    def _run_hooks(self, verdict: Verdict, err: Any) -> None:
+    def _run_hooks(self, verdict: Verdict, arrival: _Arrival) -> None:
         for i, hook in enumerate(self._hooks):
             result = self._call_hook(hook, verdict)
             if inspect.isawaitable(result):
                 # An async hook: the rest of this error's pipeline continues in a task.
                 self._pending = self._spawn(
-                    self._run_hooks_async(verdict, err, i, awaiting=result), "hooks"
+                    self._run_hooks_async(verdict, arrival, i, awaiting=result), "hooks"
                 )
                 return
             verdict = _accept(hook, result, verdict)
-        self._conclude(verdict, err)
+        self._conclude(verdict, arrival)
 
     async def _run_hooks_async(
         self,
         verdict: Verdict,
-        err: Any,
+        arrival: _Arrival,
         first: int,
         *,
         previous: asyncio.Task[None] | None = None,
@@ -252,7 +255,7 @@ class Guard:
                                  error_type=type(e).__name__)  # fmt: skip
                     result = None
             verdict = _accept(hook, result, verdict)
-        self._conclude(verdict, err)
+        self._conclude(verdict, arrival)
 
     def _call_hook(self, hook: Hook, verdict: Verdict) -> Any:
         try:
@@ -261,11 +264,11 @@ class Guard:
             _log.warning("agent_guard.hook_failed", hook=_name(hook), error_type=type(e).__name__)
             return None
 
-    def _conclude(self, verdict: Verdict, err: Any) -> None:
+    def _conclude(self, verdict: Verdict, arrival: _Arrival) -> None:
         self._verdicts.append(verdict)
         if self._decision is not None or self._close_event is not None:
             return
-        reason = self._decide(verdict)
+        reason = self._decide(verdict, arrival)
         if reason is None:
             signal = self._policy.signal
             if (
@@ -277,7 +280,7 @@ class Guard:
                 self._spawn(signal.publish(participant, verdict, closing=False), "signal")
             return
         # The CloseEvent carries livekit's error model with its real flag back.
-        trigger = err.model_copy(update={"recoverable": False})
+        trigger = arrival.error.model_copy(update={"recoverable": False})
         self._decision = Decision(verdict=verdict, reason=reason, at=time.monotonic())
         _log.warning(
             "agent_guard.closing",
@@ -287,7 +290,7 @@ class Guard:
         )
         self._teardown = self._spawn(self._run_teardown(verdict, reason, trigger), "teardown")
 
-    def _decide(self, verdict: Verdict) -> Reason | None:
+    def _decide(self, verdict: Verdict, arrival: _Arrival) -> Reason | None:
         if verdict.terminal:
             # Close in the first failing turn, even on a recoverable=True attempt:
             # retrying cannot help, and every retry spends quota and time.
@@ -303,6 +306,10 @@ class Guard:
         elif verdict.recoverable:
             # Intermediate retry attempts are the model's business; a failed turn is
             # reported once with recoverable=False (llm.py:331-386).
+            return None
+        if arrival.epoch != self._epochs[verdict.kind]:
+            # A success came after this failure arrived (it waited in an async hook):
+            # it belongs to the streak the success already ended.
             return None
         tolerance = self._policy.tolerances[verdict.kind]
         now = time.monotonic()
@@ -331,12 +338,12 @@ class Guard:
         # resets its own llm/tts counters at the same point, agent_session.py:2199).
         if getattr(ev, "new_state", None) == "speaking":
             for kind in (Kind.LLM, Kind.TTS, Kind.REALTIME):
-                self._failures[kind].clear()
+                self._succeeded(kind)
 
     def _on_transcript(self, ev: Any) -> None:
         # Success for stt = a non-empty transcript (as livekit, agent_session.py:2316).
         if getattr(ev, "transcript", ""):
-            self._failures[Kind.STT].clear()
+            self._succeeded(Kind.STT)
 
     def _on_speech_created(self, ev: Any) -> None:
         # After the decision, only the farewell may speak. A reply started now (the
@@ -348,6 +355,10 @@ class Guard:
         if handle is not None:
             with contextlib.suppress(Exception):
                 handle.interrupt(force=True)
+
+    def _succeeded(self, kind: Kind) -> None:
+        self._failures[kind].clear()
+        self._epochs[kind] += 1
 
     def _new_run(self) -> None:
         """The session was started again after a close: decide afresh.
@@ -422,6 +433,14 @@ class Guard:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    """An error as it arrived: livekit's error model and its kind's success epoch then."""
+
+    error: Any
+    epoch: int
 
 
 def _static_texts(policy: GuardPolicy) -> list[str]:

@@ -8,7 +8,7 @@ from livekit.agents import CloseReason
 from structlog.testing import capture_logs
 
 from agent_guard import Category, GuardPolicy, Reason, Verdict, VerdictCounter, guard, log_verdict
-from agent_guard.testing import GatewaySimulator, QuotaExceeded, RateLimited
+from agent_guard.testing import GatewaySimulator, QuotaExceeded, RateLimited, Reply
 from tests.conftest import make_session, start
 from tests.test_guard import turn
 
@@ -73,6 +73,41 @@ class TestOverride:
         await asyncio.sleep(0.05)
         assert order == ["first:True", "second:False"]
         await session.aclose()
+
+
+class TestOrdering:
+    """A failure waiting in an async hook belongs to the streak it arrived in."""
+
+    async def test_success_during_a_slow_hook_ends_that_streak(self, sim: GatewaySimulator) -> None:
+        """Failure, reply (success) while the hook runs, failure: one in a row, not two."""
+        from livekit.agents import llm
+        from livekit.agents._exceptions import APIStatusError
+
+        from agent_guard import Kind, Tolerance
+
+        async def slow(v: Verdict) -> None:
+            await asyncio.sleep(0.5)
+
+        sim.llm.default = Reply("All good.")
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(hooks=(slow,), tolerances={Kind.LLM: Tolerance.allow(1)}))
+        await start(session)
+        model = session.llm
+        assert isinstance(model, llm.LLM)
+
+        def fail() -> None:
+            model.emit("error", llm.LLMError(
+                timestamp=0.0, label="test", recoverable=False,
+                error=APIStatusError("boom", status_code=500, body=None),
+            ))  # fmt: skip
+
+        fail()
+        await turn(session, "hi")  # the agent speaks: a success, while the hook still sleeps
+        await asyncio.sleep(0.6)
+        fail()
+        await asyncio.sleep(0.6)
+        assert len(g.verdicts) == 2
+        assert g.close_event is None
 
 
 class TestBrokenHooks:
