@@ -20,6 +20,7 @@ from agent_guard import _seams
 from agent_guard._classify import classify, kind_of
 from agent_guard._errors import GuardError
 from agent_guard._farewell import (
+    DEFAULT_ERROR_MESSAGE,
     FarewellResult,
     _session_tts,
     audio_for,
@@ -445,8 +446,6 @@ class _Arrival:
 
 def _static_texts(policy: GuardPolicy) -> list[str]:
     """The farewell texts known before any failure (what presynthesis can cover)."""
-    from agent_guard._farewell import DEFAULT_ERROR_MESSAGE
-
     texts = [t for t in policy.messages.values() if t]
     if isinstance(policy.error_message, str):
         texts.append(policy.error_message)
