@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from agent_guard._classify import DEFAULT_CLASSIFIERS, classify
+from agent_guard._classify import classify
 from agent_guard._errors import GuardError, PolicyError
+from agent_guard._facts import Classifier, ErrorFacts
 from agent_guard._fallback import (
     DEFAULT_PROBE_BACKOFF,
     AllFailedError,
@@ -20,7 +21,6 @@ from agent_guard._fallback import (
     FallbackSTT,
     FallbackTTS,
     ProbeBackoff,
-    fallback_causes,
 )
 from agent_guard._farewell import DEFAULT_ERROR_MESSAGE, DEFAULT_FAREWELL_AUDIO, FarewellResult
 from agent_guard._guard import Decision, Guard, Reason, guard, guarded
@@ -35,7 +35,8 @@ from agent_guard._policy import (
     Tolerance,
 )
 from agent_guard._signal import FrontendSignal
-from agent_guard._verdict import Category, Classifier, ErrorFacts, Kind, QuotaInfo, Verdict
+from agent_guard._verdict import Category, Kind, QuotaInfo, Verdict
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS
 
 try:
     __version__ = version("agent-guard")
@@ -75,7 +76,6 @@ __all__ = [
     "VerdictCounter",
     "__version__",
     "classify",
-    "fallback_causes",
     "guard",
     "guarded",
     "install",

@@ -26,8 +26,8 @@ only seams; each override says which upstream lines it answers):
   request at all any more, for the adapter's lifetime (build one per session, as livekit's
   examples do);
 * when every instance failed, :class:`AllFailedError` carries each verdict and, as
-  ``__cause__``, the decisive instance's own error; :func:`fallback_causes` turns it into
-  the session-level Verdict.
+  ``__cause__``, the decisive instance's own error; :func:`agent_guard.classifiers.carried_verdict`
+  turns it into the session-level Verdict.
 
 Outer retries: the session hands its ``llm_conn_options``/``tts_conn_options``
 (``max_retry=3`` by default) to the adapter, overriding the adapter's own ``max_retry=0``,
@@ -50,7 +50,6 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-import structlog
 from livekit.agents import llm as _llm
 from livekit.agents import stt as _stt
 from livekit.agents import tts as _tts
@@ -72,10 +71,10 @@ from livekit.agents.tts.fallback_adapter import FallbackChunkedStream, FallbackS
 from livekit.agents.types import NOT_GIVEN, APIConnectOptions, NotGivenOr
 from livekit.agents.vad import VAD
 
-# The module, not its names: _classify may import this module to list fallback_causes in
-# DEFAULT_CLASSIFIERS, and its names are read only when an adapter is built.
-from agent_guard import _classify
-from agent_guard._verdict import Category, Classifier, ErrorFacts, Kind, Verdict
+from agent_guard._classify import classify
+from agent_guard._log import log as _log
+from agent_guard._verdict import Category, Kind, Verdict
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS, Classifier
 
 __all__ = [
     "DEFAULT_PROBE_BACKOFF",
@@ -84,10 +83,7 @@ __all__ = [
     "FallbackSTT",
     "FallbackTTS",
     "ProbeBackoff",
-    "fallback_causes",
 ]
-
-_log = structlog.get_logger("agent_guard")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,7 +157,8 @@ class AllFailedError(APIConnectionError):
 
     Raised instead of livekit's cause-less ``APIConnectionError("all LLMs failed ...")``.
     ``__cause__`` is the decisive instance's own error (see :attr:`verdict`), so even a
-    classifier chain without :func:`fallback_causes` reads the real status and body.
+    classifier chain without :func:`~agent_guard.classifiers.carried_verdict` reads the
+    real status and body.
     ``retryable`` is False when every instance failed terminally: livekit's retry loop then
     stops instead of rerunning the round.
 
@@ -190,25 +187,6 @@ class AllFailedError(APIConnectionError):
     def __reduce__(self) -> tuple[Any, ...]:
         # BaseException copies and pickles as cls(*args); verdicts is keyword-only.
         return functools.partial(AllFailedError, verdicts=self.verdicts), (self.message,)
-
-
-def fallback_causes(facts: ErrorFacts) -> Verdict | None:
-    """Classify an :class:`AllFailedError` anywhere on the chain by its instances' verdicts.
-
-    Put it before any classifier that reads statuses or bodies, so that it answers for the
-    whole round rather than for its decisive instance alone.
-
-    Args:
-        facts: What :func:`agent_guard.classify` recovered from the error.
-
-    Returns:
-        The error's combined :attr:`AllFailedError.verdict` (with the kind and livekit's
-        ``recoverable`` flag of this report), or ``None`` when there is no AllFailedError.
-    """
-    for error in facts.chain:
-        if isinstance(error, AllFailedError):
-            return error.verdict.replace(kind=facts.kind, recoverable=facts.recoverable)
-    return None
 
 
 class _Instance(Protocol):
@@ -248,9 +226,7 @@ class _Health:
             raise TypeError(f"probe_backoff must be a ProbeBackoff, got {backoff!r}")
         self._instances = list(instances)
         self._kind = kind
-        self._classifiers = tuple(
-            _classify.DEFAULT_CLASSIFIERS if classifiers is None else classifiers
-        )
+        self._classifiers = tuple(DEFAULT_CLASSIFIERS if classifiers is None else classifiers)
         self._backoff = backoff
         self._states = [_InstanceState() for _ in self._instances]
 
@@ -263,9 +239,7 @@ class _Health:
         return next(i for i, known in enumerate(self._instances) if known is instance)
 
     def classify(self, instance: _Instance, error: BaseException) -> Verdict:
-        return _classify.classify(
-            error, kind=self._kind, classifiers=self._classifiers, label=instance.label
-        )
+        return classify(error, kind=self._kind, classifiers=self._classifiers, label=instance.label)
 
     def failed(self, instance: _Instance, error: BaseException, *, probe: bool) -> Verdict:
         """Classify a failure; record it unless it is a client cancellation."""

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import av
-import structlog
 from livekit import rtc
 from livekit.agents import NOT_GIVEN, AgentSession, NotGivenOr, tts
 from livekit.agents.voice import SpeechHandle
 
+from agent_guard._log import log
 from agent_guard._policy import Farewell, FarewellAudio, GuardPolicy, MessageFactory
 from agent_guard._verdict import Kind, Verdict
 
@@ -30,7 +30,6 @@ __all__ = [
     "resolve",
 ]
 
-_log = structlog.get_logger("agent_guard")
 
 #: Spoken on a terminal verdict when the policy leaves ``error_message`` NOT_GIVEN.
 #: Generic on purpose: provider text (hints, error messages) is for developers.
@@ -96,13 +95,13 @@ def _from_factory(
         out = factory(verdict)
     except Exception as e:
         # A broken factory must not make the close silent: fall back to the default.
-        _log.warning("agent_guard.message_factory_failed", error_type=type(e).__name__)
+        log.warning("agent_guard.message_factory_failed", error_type=type(e).__name__)
         return Farewell(text=DEFAULT_ERROR_MESSAGE, audio=policy.farewell_audio)
     if out is None or isinstance(out, Farewell):
         return out
     if isinstance(out, str) and out.strip():
         return Farewell(text=out, audio=policy.farewell_audio)
-    _log.warning("agent_guard.message_factory_invalid", returned=type(out).__name__)
+    log.warning("agent_guard.message_factory_invalid", returned=type(out).__name__)
     return Farewell(text=DEFAULT_ERROR_MESSAGE, audio=policy.farewell_audio)
 
 
@@ -271,7 +270,7 @@ async def play_farewell(
             await _playout_or(handle, tts_failed if recording is None else None)
             if tts_failed is not None and tts_failed.is_set() and recording is None:
                 fell_back = True
-                _log.warning("agent_guard.farewell_tts_failed", fallback="recording")
+                log.warning("agent_guard.farewell_tts_failed", fallback="recording")
                 if not handle.done():
                     handle.interrupt(force=True)
                 source = _Tracked(await load_audio(DEFAULT_FAREWELL_AUDIO))
@@ -291,9 +290,9 @@ async def play_farewell(
             )
     except TimeoutError:
         timed_out = True
-        _log.warning("agent_guard.farewell_timed_out", after=round(loop.time() - started, 3))
+        log.warning("agent_guard.farewell_timed_out", after=round(loop.time() - started, 3))
     except Exception as e:
-        _log.warning("agent_guard.farewell_failed", error_type=type(e).__name__)
+        log.warning("agent_guard.farewell_failed", error_type=type(e).__name__)
     finally:
         # wait_for_playout is shielded: the speech keeps going unless told to stop.
         if handle is not None and not handle.done():
@@ -373,11 +372,11 @@ async def presynthesize(engine: tts.TTS[Any], texts: Sequence[str], *, limit: fl
             async with asyncio.timeout(limit), engine.synthesize(text) as stream:
                 frames = tuple([ev.frame async for ev in stream])
         except Exception as e:
-            _log.warning("agent_guard.presynthesis_failed", error_type=type(e).__name__)
+            log.warning("agent_guard.presynthesis_failed", error_type=type(e).__name__)
             return
         if frames:
             _store(_voice_key(engine, text), frames)
-            _log.debug("agent_guard.presynthesized", chars=len(text), frames=len(frames))
+            log.debug("agent_guard.presynthesized", chars=len(text), frames=len(frames))
 
 
 def _store(key: tuple[str, ...], frames: tuple[rtc.AudioFrame, ...]) -> None:

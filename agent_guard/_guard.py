@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import structlog
 from livekit.agents import AgentSession, CloseEvent, ErrorEvent
 
 from agent_guard import _seams
-from agent_guard._classify import classify, kind_of
+from agent_guard._classify import classify
 from agent_guard._errors import GuardError
+from agent_guard._facts import kind_of
 from agent_guard._farewell import (
     DEFAULT_ERROR_MESSAGE,
     FarewellResult,
@@ -30,13 +30,13 @@ from agent_guard._farewell import (
     resolve,
 )
 from agent_guard._hooks import Hook
+from agent_guard._log import log
 from agent_guard._policy import GuardPolicy
 from agent_guard._signal import participant_of
 from agent_guard._verdict import Kind, Verdict
 
 __all__ = ["Decision", "Guard", "Reason", "guard", "guarded"]
 
-_log = structlog.get_logger("agent_guard")
 
 #: Verdict history kept per guard: an error storm must not grow memory without bound.
 MAX_VERDICTS = 1000
@@ -189,8 +189,8 @@ class Guard:
         except Exception as e:
             # A TypeError escaping a listener breaks livekit's retry loop
             # (rtc.EventEmitter.emit re-raises TypeError): swallow everything.
-            # Not _log.exception: the traceback could carry unredacted provider text.
-            _log.error("agent_guard.guard_failed", error_type=type(e).__name__)
+            # Not log.exception: the traceback could carry unredacted provider text.
+            log.error("agent_guard.guard_failed", error_type=type(e).__name__)
 
     def _handle_error(self, ev: ErrorEvent) -> None:
         err = ev.error
@@ -252,7 +252,7 @@ class Guard:
                 try:
                     result = await result
                 except Exception as e:
-                    _log.warning("agent_guard.hook_failed", hook=_name(hook),
+                    log.warning("agent_guard.hook_failed", hook=_name(hook),
                                  error_type=type(e).__name__)  # fmt: skip
                     result = None
             verdict = _accept(hook, result, verdict)
@@ -262,7 +262,7 @@ class Guard:
         try:
             return hook(verdict)
         except Exception as e:
-            _log.warning("agent_guard.hook_failed", hook=_name(hook), error_type=type(e).__name__)
+            log.warning("agent_guard.hook_failed", hook=_name(hook), error_type=type(e).__name__)
             return None
 
     def _conclude(self, verdict: Verdict, arrival: _Arrival) -> None:
@@ -283,7 +283,7 @@ class Guard:
         # The CloseEvent carries livekit's error model with its real flag back.
         trigger = arrival.error.model_copy(update={"recoverable": False})
         self._decision = Decision(verdict=verdict, reason=reason, at=time.monotonic())
-        _log.warning(
+        log.warning(
             "agent_guard.closing",
             reason=reason.value,
             kind=verdict.kind.value,
@@ -459,7 +459,7 @@ def _accept(hook: Hook, result: Any, verdict: Verdict) -> Verdict:
         return verdict
     if isinstance(result, Verdict):
         return result
-    _log.warning("agent_guard.hook_invalid", hook=_name(hook), returned=type(result).__name__)
+    log.warning("agent_guard.hook_invalid", hook=_name(hook), returned=type(result).__name__)
     return verdict
 
 
@@ -478,4 +478,4 @@ def _spawn(coro: Any, name: str) -> asyncio.Task[None]:
 def _log_task_failure(task: asyncio.Task[None]) -> None:
     # Retrieve every exception: no "Task exception was never retrieved" from the guard.
     if not task.cancelled() and (exc := task.exception()) is not None:
-        _log.error("agent_guard.task_failed", task=task.get_name(), error_type=type(exc).__name__)
+        log.error("agent_guard.task_failed", task=task.get_name(), error_type=type(exc).__name__)

@@ -15,15 +15,12 @@ import collections
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeAlias
 
-import structlog
-
+from agent_guard._log import log
 from agent_guard._verdict import Category, Kind, Verdict
 
 __all__ = ["Hook", "VerdictCounter", "log_verdict"]
 
 Hook: TypeAlias = Callable[[Verdict], Verdict | Awaitable[Verdict | None] | None]
-
-_log = structlog.get_logger("agent_guard")
 
 
 def log_verdict(verdict: Verdict) -> None:
@@ -32,8 +29,8 @@ def log_verdict(verdict: Verdict) -> None:
     Fields: ``kind``, ``category``, ``terminal``, ``counts``, ``recoverable``
     (livekit's flag), ``provider``, ``status_code`` and ``detail`` (redacted).
     """
-    log = _log.warning if verdict.terminal else _log.info
-    log(
+    emit = log.warning if verdict.terminal else log.info
+    emit(
         "agent_guard.error_classified",
         kind=verdict.kind.value,
         category=verdict.category.value,

@@ -19,11 +19,12 @@ from livekit import rtc
 from livekit.agents import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
-from agent_guard._classify import DEFAULT_CLASSIFIERS
 from agent_guard._errors import PolicyError
+from agent_guard._facts import Classifier
 from agent_guard._hooks import Hook, log_verdict
 from agent_guard._signal import FrontendSignal
-from agent_guard._verdict import Category, Classifier, Kind, Verdict
+from agent_guard._verdict import Category, Kind, Verdict
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS
 
 __all__ = [
     "MAX_FAREWELL_TIMEOUT",

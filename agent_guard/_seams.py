@@ -17,12 +17,11 @@ import asyncio
 import inspect
 from typing import Any
 
-import structlog
 from livekit.agents import AgentSession, CloseReason
 
-__all__ = ["SEAMS_OK", "close_with_error", "has_started", "is_closing"]
+from agent_guard._log import log
 
-_log = structlog.get_logger("agent_guard")
+__all__ = ["SEAMS_OK", "close_with_error", "has_started", "is_closing"]
 
 
 def _close_soon_supported() -> bool:
@@ -69,7 +68,7 @@ def close_with_error(session: AgentSession[Any], error: Any) -> None:
 
             task.add_done_callback(_done)
         return
-    _log.warning(
+    log.warning(
         "agent_guard.close_fallback",
         reason="AgentSession._close_soon is missing or changed; closing as USER_INITIATED",
     )

@@ -23,16 +23,13 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import structlog
-
+from agent_guard._log import log
 from agent_guard._redact import redact
 from agent_guard._verdict import Verdict
 
 __all__ = ["PAYLOAD_VERSION", "FrontendSignal", "Participant", "participant_of", "payload"]
 
 PAYLOAD_VERSION = 1
-
-_log = structlog.get_logger("agent_guard")
 
 
 class Participant(Protocol):
@@ -79,7 +76,7 @@ class FrontendSignal:
                 if self.topic is not None:
                     await participant.send_text(text, topic=self.topic)
         except Exception as e:  # TimeoutError included
-            _log.warning("agent_guard.signal_failed", error_type=type(e).__name__)
+            log.warning("agent_guard.signal_failed", error_type=type(e).__name__)
 
 
 def payload(verdict: Verdict, *, closing: bool) -> dict[str, Any]:

@@ -8,15 +8,13 @@ can echo API keys, so only redacted text leaves classification.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any
 
 __all__ = [
     "Category",
-    "Classifier",
-    "ErrorFacts",
     "Kind",
     "QuotaInfo",
     "Verdict",
@@ -98,8 +96,8 @@ class QuotaInfo:
 class Verdict:
     """The classification of one failure.
 
-    Build one with :meth:`ErrorFacts.verdict` inside a classifier; read it from
-    :attr:`agent_guard.Guard.verdicts`.
+    Built by a classifier with :meth:`agent_guard.classifiers.ErrorFacts.verdict`; read it
+    from :attr:`agent_guard.Guard.verdicts`.
     """
 
     kind: Kind
@@ -132,83 +130,3 @@ class Verdict:
         if self.quota is not None:
             data["quota"]["usage"] = dict(self.quota.usage)
         return data
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ErrorFacts:
-    """What a classifier sees: facts recovered from an error and its exception chain.
-
-    ``body`` is the fullest JSON recovered (the OpenAI SDK narrows ``e.body`` to the
-    ``"error"`` value, often a bare string; the full dict is re-read from the
-    ``httpx.Response`` found on ``__context__``). ``message`` and ``body`` are raw
-    provider text: classifiers may inspect them, but must not copy them into a
-    Verdict unredacted (use :meth:`verdict`, which redacts).
-    """
-
-    kind: Kind
-    error: BaseException
-    chain: tuple[BaseException, ...]
-    """The error first, then its causes/contexts: bounded and cycle-free."""
-    status_code: int | None
-    body: Mapping[str, Any] | str | None
-    headers: Mapping[str, str]
-    """Response headers with lower-cased names (empty when none was found)."""
-    message: str
-    label: str | None = None
-    """livekit's model label, e.g. ``"livekit.plugins.openai.llm.LLM"``."""
-    recoverable: bool = False
-
-    def verdict(
-        self,
-        category: Category,
-        *,
-        provider: str | None = None,
-        terminal: bool | None = None,
-        counts: bool | None = None,
-        hint: str | None = None,
-        quota: QuotaInfo | None = None,
-        public_message: str | None = None,
-    ) -> Verdict:
-        """Build a Verdict with the category's defaults and redacted detail."""
-        # Imported here: _redact depends on nothing of ours, but keeping the
-        # import local lets plugins import this module without import cycles.
-        from agent_guard._redact import redact, sanitize_hint
-
-        return Verdict(
-            kind=self.kind,
-            category=category,
-            terminal=(category in TERMINAL_CATEGORIES) if terminal is None else terminal,
-            counts=(category is not Category.CLIENT_CANCELLED) if counts is None else counts,
-            provider=provider,
-            status_code=self.status_code,
-            hint=(sanitize_hint(hint) or None) if hint is not None else None,
-            public_message=PUBLIC_MESSAGES[category] if public_message is None else public_message,
-            quota=_clean_quota(quota, redact),
-            detail=redact(f"{type(self.error).__name__}: {self.message}"),
-            recoverable=self.recoverable,
-        )
-
-
-def _clean_quota(quota: QuotaInfo | None, redact: Callable[..., str]) -> QuotaInfo | None:
-    # Plugins copy provider body fields into QuotaInfo; they reach logs and as_dict(),
-    # so they get the same redaction as the detail.
-    if quota is None:
-        return None
-    return dataclasses.replace(
-        quota,
-        quota_type=redact(quota.quota_type, limit=64) if quota.quota_type else quota.quota_type,
-        category=redact(quota.category, limit=64) if quota.category else quota.category,
-        remaining_limit=(
-            redact(quota.remaining_limit, limit=64)
-            if quota.remaining_limit
-            else quota.remaining_limit
-        ),
-    )
-
-
-Classifier: TypeAlias = Callable[[ErrorFacts], Verdict | None]
-"""A classifier returns a Verdict for errors it recognises and ``None`` otherwise.
-
-Classifiers are plain, synchronous, total functions, tried in order; the first
-non-``None`` answer wins (like a structlog processor chain that stops early).
-"""

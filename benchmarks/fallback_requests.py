@@ -7,7 +7,7 @@ Run from the repository root::
 Each scenario runs twice, once behind livekit's stock ``llm``/``tts.FallbackAdapter`` and
 once behind agent_guard's ``FallbackLLM``/``FallbackTTS``, in a real room-less
 ``AgentSession`` guarded by :func:`agent_guard.guard` (classifiers
-``(fallback_causes, *DEFAULT_CLASSIFIERS)`` for both), whose models are the real openai
+``(carried_verdict, *DEFAULT_CLASSIFIERS)`` for both), whose models are the real openai
 plugins talking HTTP to one ``GatewaySimulator`` per provider. Session options are
 livekit's defaults (``max_retry=3``) except a short ``retry_interval``; the guarded
 adapters use the default :class:`~agent_guard._fallback.ProbeBackoff`. The caller pauses
@@ -45,7 +45,8 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.plugins import openai
 
 from agent_guard import DEFAULT_CLASSIFIERS, GuardPolicy, guard
-from agent_guard._fallback import FallbackLLM, FallbackTTS, fallback_causes
+from agent_guard._fallback import FallbackLLM, FallbackTTS
+from agent_guard.classifiers import carried_verdict
 from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,
@@ -61,7 +62,7 @@ TURNS = 4
 PAUSE = 1.2
 TURN_TIMEOUT = 30.0
 CONN = APIConnectOptions(max_retry=3, retry_interval=0.05, timeout=5.0)
-POLICY = GuardPolicy(classifiers=(fallback_causes, *DEFAULT_CLASSIFIERS))
+POLICY = GuardPolicy(classifiers=(carried_verdict, *DEFAULT_CLASSIFIERS))
 RESULTS = Path(__file__).parent / "results" / "fallback_requests.md"
 
 Endpoint = Literal["llm", "tts"]

@@ -28,8 +28,8 @@ from yarl import URL
 
 import agent_guard._classify
 from agent_guard import DEFAULT_CLASSIFIERS, Category, ErrorFacts, Kind, Verdict, classify
-from agent_guard._classify import facts_from, kind_of
-from agent_guard._http import provider_from_label
+from agent_guard._facts import facts_from, kind_of
+from agent_guard.classifiers._http import provider_from_label
 from agent_guard.testing import openai_status_error, openai_stream_error
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
@@ -361,7 +361,7 @@ class TestClassify:
 
     def test_default_chain(self) -> None:
         """Fallback causes first, then the gateway; the HTTP rules are implicit."""
-        assert [c.__name__ for c in DEFAULT_CLASSIFIERS] == ["fallback_causes", "livekit_gateway"]
+        assert [c.__name__ for c in DEFAULT_CLASSIFIERS] == ["carried_verdict", "livekit_gateway"]
 
     def test_first_answer_wins(self) -> None:
         """Classifiers run in order; ``None`` passes to the next, the first Verdict wins."""

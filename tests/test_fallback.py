@@ -44,8 +44,8 @@ from agent_guard._fallback import (
     FallbackSTT,
     FallbackTTS,
     ProbeBackoff,
-    fallback_causes,
 )
+from agent_guard.classifiers import carried_verdict
 from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,
@@ -59,7 +59,7 @@ from tests.conftest import SECRET_KEY, start
 TURN_TIMEOUT = 10.0
 #: Short enough to keep livekit's outer retries (max_retry=3) fast.
 CONN = APIConnectOptions(max_retry=3, retry_interval=0.01, timeout=5.0)
-POLICY = GuardPolicy(classifiers=(fallback_causes, *DEFAULT_CLASSIFIERS))
+POLICY = GuardPolicy(classifiers=(carried_verdict, *DEFAULT_CLASSIFIERS))
 FAST_PROBES = ProbeBackoff(initial=0.05, factor=2.0, maximum=0.05)
 MID_STREAM_499 = StreamError(after_chunks=1, body={"message": "Client closed request", "code": 499})
 
@@ -386,7 +386,7 @@ class TestTTSCredits:
 
 
 class TestCombinedVerdict:
-    """AllFailedError and fallback_causes decide for the whole round."""
+    """AllFailedError and carried_verdict decide for the whole round."""
 
     @staticmethod
     def verdict(category: Category, *, status: int | None = None) -> Verdict:
@@ -428,12 +428,12 @@ class TestCombinedVerdict:
                 raise APIConnectionError("failed after 4 attempts") from e
         except APIConnectionError as outer:
             verdict = classify(
-                outer, kind=Kind.LLM, classifiers=(fallback_causes,), recoverable=True
+                outer, kind=Kind.LLM, classifiers=(carried_verdict,), recoverable=True
             )
         assert verdict.category is Category.QUOTA_EXHAUSTED
         assert verdict.recoverable
         # Anything else is left to the next classifiers (here: the generic rules).
-        plain = classify(APIConnectionError("x"), kind=Kind.LLM, classifiers=(fallback_causes,))
+        plain = classify(APIConnectionError("x"), kind=Kind.LLM, classifiers=(carried_verdict,))
         assert plain.category is Category.CONNECTION
 
     def test_survives_copy_and_pickle(self) -> None:

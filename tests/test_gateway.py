@@ -25,9 +25,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from agent_guard import Category, Kind, Verdict, classify
-from agent_guard._classify import facts_from
-from agent_guard._gateway import TERMINAL_QUOTA_CATEGORIES, livekit_gateway
-from agent_guard._http import parse_retry_after
+from agent_guard.classifiers import facts_from
+from agent_guard.classifiers._gateway import TERMINAL_QUOTA_CATEGORIES, livekit_gateway
+from agent_guard.classifiers._http import parse_retry_after
 from agent_guard.testing import openai_status_error
 
 LABEL = "livekit.agents.inference.llm.LLM"

@@ -33,8 +33,9 @@ from aiohttp import web
 from livekit.agents import APIConnectOptions, APIError, APIStatusError
 from livekit.agents.llm import LLM, ChatContext, LLMError
 
-from agent_guard._classify import DEFAULT_CLASSIFIERS, classify, facts_from
-from agent_guard._verdict import Category, Classifier, Kind, Verdict
+from agent_guard._classify import classify
+from agent_guard._verdict import Category, Kind, Verdict
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS, Classifier, facts_from
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy

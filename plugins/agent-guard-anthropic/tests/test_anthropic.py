@@ -18,7 +18,7 @@ from livekit.agents import APIStatusError
 from livekit.plugins import anthropic
 
 from agent_guard import DEFAULT_CLASSIFIERS, Category, Kind, classify
-from agent_guard._classify import facts_from
+from agent_guard.classifiers import facts_from
 from agent_guard.testing import (
     FixtureServer,
     assert_fixture_verdict,

@@ -23,7 +23,8 @@ import ast
 from collections.abc import Mapping
 from typing import Any
 
-from agent_guard._verdict import Category, Classifier, ErrorFacts, QuotaInfo, Verdict
+from agent_guard._verdict import Category, QuotaInfo, Verdict
+from agent_guard.classifiers import Classifier, ErrorFacts
 
 __all__ = ["CLASSIFIERS", "classify"]
 

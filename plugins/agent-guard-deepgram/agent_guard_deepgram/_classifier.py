@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agent_guard._verdict import Category, Classifier, ErrorFacts, QuotaInfo, Verdict
+from agent_guard._verdict import Category, QuotaInfo, Verdict
+from agent_guard.classifiers import Classifier, ErrorFacts
 
 __all__ = ["CLASSIFIERS", "classify"]
 

@@ -34,7 +34,8 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from agent_guard._verdict import Category, Classifier, ErrorFacts, QuotaInfo, Verdict
+from agent_guard._verdict import Category, QuotaInfo, Verdict
+from agent_guard.classifiers import Classifier, ErrorFacts
 
 __all__ = ["CLASSIFIERS", "classify"]
 

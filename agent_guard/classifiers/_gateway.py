@@ -24,9 +24,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from agent_guard._http import parse_retry_after
+from agent_guard._facts import ErrorFacts
 from agent_guard._redact import redact
-from agent_guard._verdict import Category, ErrorFacts, QuotaInfo, Verdict
+from agent_guard._verdict import Category, QuotaInfo, Verdict
+from agent_guard.classifiers._http import parse_retry_after
 
 __all__ = ["TERMINAL_QUOTA_CATEGORIES", "livekit_gateway"]
 

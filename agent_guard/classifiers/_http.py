@@ -19,7 +19,8 @@ import time
 from collections.abc import Mapping
 from datetime import UTC
 
-from agent_guard._verdict import Category, ErrorFacts, QuotaInfo, Verdict
+from agent_guard._facts import ErrorFacts
+from agent_guard._verdict import Category, QuotaInfo, Verdict
 
 __all__ = ["http_rules", "parse_retry_after", "provider_from_label"]
 

@@ -1,0 +1,317 @@
+"""What an exception chain knows: the facts a classifier reads.
+
+:func:`facts_from` recovers status, the fullest JSON body and response headers from an
+error and its ``__cause__``/``__context__`` chain without trusting any of it: any object,
+with raising properties, wrong attribute types or a cyclic chain, yields facts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, TypeAlias
+
+import pydantic
+
+from agent_guard._redact import redact, sanitize_hint
+from agent_guard._verdict import (
+    PUBLIC_MESSAGES,
+    TERMINAL_CATEGORIES,
+    Category,
+    Kind,
+    QuotaInfo,
+    Verdict,
+)
+
+__all__ = ["Classifier", "ErrorFacts", "facts_from", "kind_of", "safe_getattr", "safe_str"]
+
+_MAX_CHAIN = 16
+_MAX_MESSAGE = 4096
+_MAX_BODY_BYTES = 64 * 1024
+_MAX_BODY_ITEMS = 256
+_MAX_HEADERS = 64
+_MAX_HEADER_VALUE = 256
+
+_KIND_BY_TYPE: Mapping[str, Kind] = {
+    "llm_error": Kind.LLM,
+    "stt_error": Kind.STT,
+    "tts_error": Kind.TTS,
+    "realtime_model_error": Kind.REALTIME,
+}
+
+
+def kind_of(error_model: object) -> Kind | None:
+    """Map a livekit error model to the :class:`~agent_guard.Kind` that failed.
+
+    Args:
+        error_model: ``ErrorEvent.error``: an ``LLMError``, ``STTError``, ``TTSError``
+            or ``RealtimeModelError``.
+
+    Returns:
+        The Kind for those four ``.type`` values, ``None`` for anything else (for
+        example ``InterruptionDetectionError``).
+    """
+    error_type = safe_getattr(error_model, "type")
+    return _KIND_BY_TYPE.get(error_type) if isinstance(error_type, str) else None
+
+
+def safe_getattr(obj: object, name: str) -> object:
+    # getattr's default only covers AttributeError; a property may raise anything.
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
+def _walk(error: BaseException) -> tuple[BaseException, ...]:
+    """The error, then its causes and contexts breadth-first; bounded and cycle-free.
+
+    ``__context__`` is followed even when ``__suppress_context__`` is set: livekit's
+    plugins ``raise APIStatusError(...) from None`` and the SDK error with the full
+    response survives only there.
+    """
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    queue: deque[BaseException] = deque([error])
+    while queue and len(chain) < _MAX_CHAIN:
+        current = queue.popleft()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        chain.append(current)
+        for name in ("__cause__", "__context__"):
+            linked = safe_getattr(current, name)
+            if isinstance(linked, BaseException):
+                queue.append(linked)
+    return tuple(chain)
+
+
+def _status(value: object) -> int | None:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) == 3:
+        value = int(value)
+    # bool is an int; -1 is livekit's "no status" (APIStatusError's default).
+    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+        return value
+    return None
+
+
+def _status_of(error: BaseException, response: object) -> int | None:
+    # livekit/openai/httpx use .status_code, aiohttp .status.
+    for holder in (error, response):
+        for name in ("status_code", "status"):
+            if (status := _status(safe_getattr(holder, name))) is not None:
+                return status
+    return None
+
+
+def _plain_mapping(value: Mapping[Any, Any]) -> dict[str, Any] | None:
+    try:
+        items = list(islice(value.items(), _MAX_BODY_ITEMS))
+    except Exception:
+        return None
+    return {key: item for key, item in items if isinstance(key, str)}
+
+
+def _decode_body(value: object) -> Mapping[str, Any] | str | None:
+    """A body as a plain ``dict`` (JSON text is parsed), bounded text, or ``None``."""
+    if isinstance(value, pydantic.BaseModel):
+        # livekit's realtime model raises APIError(body=<openai RealtimeError model>).
+        try:
+            value = value.model_dump()
+        except Exception:
+            return None
+    if isinstance(value, Mapping):
+        return _plain_mapping(value)
+    if isinstance(value, bytes | bytearray):
+        if len(value) > _MAX_BODY_BYTES:
+            return None
+        value = bytes(value).decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        return None
+    if len(value) <= _MAX_BODY_BYTES and value.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            parsed = None
+        if isinstance(parsed, dict):
+            return _plain_mapping(parsed)
+    return value[:_MAX_MESSAGE]
+
+
+def _response_body(response: object) -> Mapping[str, Any] | None:
+    # .content/.text rather than .json(): aiohttp's json() is a coroutine and httpx's is
+    # unbounded. Both raise ResponseNotRead-style errors on unread streams (_attr eats it).
+    for name in ("content", "text"):
+        body = _decode_body(safe_getattr(response, name))
+        if isinstance(body, Mapping):
+            return body
+    return None
+
+
+def _header_items(holder: object) -> list[tuple[str, str]]:
+    headers = safe_getattr(holder, "headers")
+    items = safe_getattr(headers, "items")
+    if not callable(items):
+        return []
+    pairs = []
+    try:
+        for key, value in islice(items(), _MAX_HEADERS):
+            if isinstance(key, str) and isinstance(value, str):
+                pairs.append((key.lower(), value[:_MAX_HEADER_VALUE]))
+    except Exception:
+        return pairs
+    return pairs
+
+
+def safe_str(error: BaseException) -> str:
+    try:
+        text = str(error)
+    except Exception:
+        return ""
+    return text[:_MAX_MESSAGE]
+
+
+def facts_from(
+    error: BaseException,
+    *,
+    kind: Kind,
+    label: str | None = None,
+    recoverable: bool = False,
+) -> ErrorFacts:
+    """Recover what a classifier needs from ``error`` and its exception chain.
+
+    Status and body are read from the error first, then down the chain. A body that is
+    only a string (the OpenAI SDK narrows it to ``body.get("error", body)``,
+    ``openai/_client.py``) or missing is replaced by the full JSON re-read from any
+    ``response`` on the chain.
+
+    Args:
+        error: The exception livekit emitted (``ev.error.error``).
+        kind: Which model failed.
+        label: livekit's model label, e.g. ``"livekit.plugins.openai.llm.LLM"``.
+        recoverable: livekit's own ``recoverable`` flag.
+
+    Returns:
+        The facts; never raises for any ``error``.
+    """
+    # Typed as BaseException, but hooks pass whatever they were given.
+    given: object = error
+    if not isinstance(given, BaseException):
+        given = TypeError(f"not an exception: {type(given).__name__}")
+    chain = _walk(given)
+    status: int | None = None
+    mapping_body: Mapping[str, Any] | None = None
+    text_body: str | None = None
+    response_body: Mapping[str, Any] | None = None
+    headers: dict[str, str] = {}
+    responses_seen: set[int] = set()
+    for current in chain:
+        response = safe_getattr(current, "response")
+        if status is None:
+            status = _status_of(current, response)
+        if mapping_body is None:
+            body = _decode_body(safe_getattr(current, "body"))
+            if isinstance(body, Mapping):
+                mapping_body = body
+            elif text_body is None:
+                text_body = body
+        for holder in (current, response):
+            for key, value in _header_items(holder):
+                headers.setdefault(key, value)
+        # openai.APIStatusError and the httpx HTTPStatusError on its __context__ share
+        # one response: parse it once.
+        if response is not None and id(response) not in responses_seen:
+            responses_seen.add(id(response))
+            if response_body is None and mapping_body is None:
+                response_body = _response_body(response)
+    return ErrorFacts(
+        kind=kind,
+        error=given,
+        chain=chain,
+        status_code=status,
+        body=mapping_body or response_body or text_body,
+        headers=headers,
+        message=safe_str(given),
+        label=label if isinstance(label, str) else None,
+        recoverable=recoverable,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorFacts:
+    """What a classifier sees: facts recovered from an error and its exception chain.
+
+    ``body`` is the fullest JSON recovered (the OpenAI SDK narrows ``e.body`` to the
+    ``"error"`` value, often a bare string; the full dict is re-read from the
+    ``httpx.Response`` found on ``__context__``). ``message`` and ``body`` are raw
+    provider text: classifiers may inspect them, but must not copy them into a
+    Verdict unredacted (use :meth:`verdict`, which redacts).
+    """
+
+    kind: Kind
+    error: BaseException
+    chain: tuple[BaseException, ...]
+    """The error first, then its causes/contexts: bounded and cycle-free."""
+    status_code: int | None
+    body: Mapping[str, Any] | str | None
+    headers: Mapping[str, str]
+    """Response headers with lower-cased names (empty when none was found)."""
+    message: str
+    label: str | None = None
+    """livekit's model label, e.g. ``"livekit.plugins.openai.llm.LLM"``."""
+    recoverable: bool = False
+
+    def verdict(
+        self,
+        category: Category,
+        *,
+        provider: str | None = None,
+        terminal: bool | None = None,
+        counts: bool | None = None,
+        hint: str | None = None,
+        quota: QuotaInfo | None = None,
+        public_message: str | None = None,
+    ) -> Verdict:
+        """Build a Verdict with the category's defaults and redacted detail."""
+        return Verdict(
+            kind=self.kind,
+            category=category,
+            terminal=(category in TERMINAL_CATEGORIES) if terminal is None else terminal,
+            counts=(category is not Category.CLIENT_CANCELLED) if counts is None else counts,
+            provider=provider,
+            status_code=self.status_code,
+            hint=(sanitize_hint(hint) or None) if hint is not None else None,
+            public_message=PUBLIC_MESSAGES[category] if public_message is None else public_message,
+            quota=_clean_quota(quota),
+            detail=redact(f"{type(self.error).__name__}: {self.message}"),
+            recoverable=self.recoverable,
+        )
+
+
+def _clean_quota(quota: QuotaInfo | None) -> QuotaInfo | None:
+    # Plugins copy provider body fields into QuotaInfo; they reach logs and as_dict(),
+    # so they get the same redaction as the detail.
+    if quota is None:
+        return None
+    return dataclasses.replace(
+        quota,
+        quota_type=redact(quota.quota_type, limit=64) if quota.quota_type else quota.quota_type,
+        category=redact(quota.category, limit=64) if quota.category else quota.category,
+        remaining_limit=(
+            redact(quota.remaining_limit, limit=64)
+            if quota.remaining_limit
+            else quota.remaining_limit
+        ),
+    )
+
+
+Classifier: TypeAlias = Callable[[ErrorFacts], Verdict | None]
+"""A classifier returns a Verdict for errors it recognises and ``None`` otherwise.
+
+Classifiers are plain, synchronous, total functions, tried in order; the first
+non-``None`` answer wins (like a structlog processor chain that stops early).
+"""
