@@ -1,69 +1,103 @@
-"""Error hooks: plain callables that see each Verdict before the guard decides.
+"""Between classify and decide: the user's hooks, a chain of plain callables.
 
 A hook receives the Verdict and returns ``None`` (keep it) or a replacement Verdict
-(override it: e.g. ``v.replace(terminal=True)`` to close now, or
+(override it: ``v.replace(terminal=True)`` to close now, or
 ``v.replace(terminal=False, counts=False)`` to suppress a close). Hooks run in order,
-each seeing the previous one's result, like a structlog processor chain. A hook may
-be ``async``; the decision then waits for it (the guard already holds livekit's
-built-in close off, so waiting is safe). A hook that raises, or returns anything
-else, is logged and ignored: a hook can never break the session.
+each seeing the previous one's result, like a structlog processor chain. A hook may be
+``async``; the rest of the chain, and the decision, then wait for it in a task, and
+later verdicts queue behind it so they are decided in the order they arrived. A hook
+that raises, or returns anything else, is logged and ignored: a hook can never break
+the session.
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeAlias
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, TypeAlias
 
 from agent_guard._log import log
-from agent_guard._verdict import Category, Kind, Verdict
+from agent_guard._verdict import Verdict
 
-__all__ = ["Hook", "VerdictCounter", "log_verdict"]
+__all__ = ["Hook", "HookChain"]
 
 Hook: TypeAlias = Callable[[Verdict], Verdict | Awaitable[Verdict | None] | None]
 
-
-def log_verdict(verdict: Verdict) -> None:
-    """Log every verdict as ``agent_guard.error_classified`` (a default hook).
-
-    Fields: ``kind``, ``category``, ``terminal``, ``counts``, ``recoverable``
-    (livekit's flag), ``provider``, ``status_code`` and ``detail`` (redacted).
-    """
-    emit = log.warning if verdict.terminal else log.info
-    emit(
-        "agent_guard.error_classified",
-        kind=verdict.kind.value,
-        category=verdict.category.value,
-        terminal=verdict.terminal,
-        counts=verdict.counts,
-        recoverable=verdict.recoverable,
-        provider=verdict.provider,
-        status_code=verdict.status_code,
-        detail=verdict.detail,
-    )
+Spawn: TypeAlias = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
 
-class VerdictCounter:
-    """A metrics hook: counts verdicts per (kind, category).
+class HookChain:
+    """Runs each verdict through the hooks, then hands the result to a continuation."""
 
-    One instance may be shared by every session of a worker (it is only ever
-    touched from the event loop's thread). Export :meth:`snapshot` to your metrics
-    system.
-    """
+    def __init__(self, hooks: Iterable[Hook]) -> None:
+        self._hooks = list(hooks)
+        # The last verdict still in an async hook: later ones queue behind it.
+        self._pending: asyncio.Task[None] | None = None
 
-    def __init__(self) -> None:
-        self._counts: collections.Counter[tuple[Kind, Category]] = collections.Counter()
-        self._terminal = 0
+    def add(self, hook: Hook) -> None:
+        self._hooks.append(hook)
 
-    def __call__(self, verdict: Verdict) -> None:
-        self._counts[(verdict.kind, verdict.category)] += 1
-        self._terminal += verdict.terminal
+    def run(self, verdict: Verdict, then: Callable[[Verdict], None], spawn: Spawn) -> None:
+        """Run the chain on ``verdict`` and call ``then`` with the result.
 
-    @property
-    def terminal(self) -> int:
-        """How many terminal verdicts were seen."""
-        return self._terminal
+        Synchronous hooks run inline; from the first async one on, the chain goes on in
+        a task started with ``spawn`` (passed per call: holding the guard's would tie the
+        two in a reference cycle).
+        """
+        if self._pending is not None and not self._pending.done():
+            self._pending = spawn(self._resume(verdict, then, 0, previous=self._pending))
+            return
+        for i, hook in enumerate(self._hooks):
+            result = _call(hook, verdict)
+            if inspect.isawaitable(result):
+                self._pending = spawn(self._resume(verdict, then, i, awaiting=result))
+                return
+            verdict = _accept(hook, result, verdict)
+        then(verdict)
 
-    def snapshot(self) -> Mapping[str, int]:
-        """Counts keyed ``"<kind>.<category>"``, e.g. ``{"llm.quota_exhausted": 1}``."""
-        return {f"{k.value}.{c.value}": n for (k, c), n in sorted(self._counts.items())}
+    async def _resume(
+        self,
+        verdict: Verdict,
+        then: Callable[[Verdict], None],
+        first: int,
+        *,
+        previous: asyncio.Task[None] | None = None,
+        awaiting: Awaitable[Any] | None = None,
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        for i in range(first, len(self._hooks)):
+            hook = self._hooks[i]
+            result = awaiting if i == first and awaiting is not None else _call(hook, verdict)
+            if inspect.isawaitable(result):
+                try:
+                    result = await result
+                except Exception as e:
+                    log.warning(
+                        "agent_guard.hook_failed", hook=_name(hook), error_type=type(e).__name__
+                    )
+                    result = None
+            verdict = _accept(hook, result, verdict)
+        then(verdict)
+
+
+def _call(hook: Hook, verdict: Verdict) -> Any:
+    try:
+        return hook(verdict)
+    except Exception as e:
+        log.warning("agent_guard.hook_failed", hook=_name(hook), error_type=type(e).__name__)
+        return None
+
+
+def _accept(hook: Hook, result: Any, verdict: Verdict) -> Verdict:
+    if result is None:
+        return verdict
+    if isinstance(result, Verdict):
+        return result
+    log.warning("agent_guard.hook_invalid", hook=_name(hook), returned=type(result).__name__)
+    return verdict
+
+
+def _name(hook: Any) -> str:
+    return str(getattr(hook, "__qualname__", None) or type(hook).__qualname__)

@@ -16,26 +16,26 @@ from typing import Any
 
 from livekit.agents import AgentSession
 
+from agent_guard import _guard
 from agent_guard._errors import GuardError
-from agent_guard._guard import guard, guarded
 from agent_guard._policy import GuardPolicy
 
 __all__ = ["install", "uninstall"]
 
 _ORIGINAL_START: Callable[..., Any] | None = None
-_POLICY: GuardPolicy | None = None
 _WRAPPER: Callable[..., Any] | None = None
 
 
 def install(policy: GuardPolicy | None = None) -> None:
     """Guard every ``AgentSession`` started in this process from now on with ``policy``.
 
-    Calling it again replaces the policy for sessions started afterwards.
+    Calling it again replaces the policy for sessions started afterwards. ``guard(session)``
+    without a policy uses it too.
     """
-    global _ORIGINAL_START, _POLICY, _WRAPPER
+    global _ORIGINAL_START, _WRAPPER
     if policy is not None and not isinstance(policy, GuardPolicy):
         raise TypeError(f"policy must be a GuardPolicy, got {type(policy).__name__}")
-    _POLICY = policy or GuardPolicy()
+    _guard.set_worker_policy(policy or GuardPolicy())
     if _ORIGINAL_START is not None:
         return
     original = AgentSession.start
@@ -43,10 +43,10 @@ def install(policy: GuardPolicy | None = None) -> None:
 
     @functools.wraps(original)
     async def start(self: AgentSession[Any], *args: Any, **kwargs: Any) -> Any:
-        if _POLICY is not None and guarded(self) is None:
+        if _guard.worker_policy() is not None and _guard.guarded(self) is None:
             # A restarted session was guarded (or deliberately not) before its first start.
             with contextlib.suppress(GuardError):
-                guard(self, _POLICY)
+                _guard.guard(self)
         return await original(self, *args, **kwargs)
 
     AgentSession.start = start  # type: ignore[method-assign]
@@ -55,8 +55,8 @@ def install(policy: GuardPolicy | None = None) -> None:
 
 def uninstall() -> None:
     """Stop guarding new sessions by default (sessions already guarded stay guarded)."""
-    global _ORIGINAL_START, _POLICY, _WRAPPER
-    _POLICY = None  # the wrapper does nothing without a policy
+    global _ORIGINAL_START, _WRAPPER
+    _guard.set_worker_policy(None)  # the wrapper does nothing without a policy
     if _WRAPPER is not None and AgentSession.start is _WRAPPER:
         AgentSession.start = _ORIGINAL_START  # type: ignore[method-assign, assignment]
         _ORIGINAL_START = _WRAPPER = None

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TypeAlias
+from typing import ClassVar, TypeAlias
 
 from livekit import rtc
 from livekit.agents import NOT_GIVEN, NotGivenOr
@@ -21,12 +21,15 @@ from livekit.agents.utils import is_given
 
 from agent_guard._errors import PolicyError
 from agent_guard._facts import Classifier
-from agent_guard._hooks import Hook, log_verdict
+from agent_guard._hooks import Hook
 from agent_guard._signal import FrontendSignal
 from agent_guard._verdict import Category, Kind, Verdict
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS
+from agent_guard.instrumentation import log_verdict
 
 __all__ = [
+    "DEFAULT_ERROR_MESSAGE",
+    "DEFAULT_FAREWELL_AUDIO",
     "MAX_FAREWELL_TIMEOUT",
     "Farewell",
     "FarewellAudio",
@@ -54,12 +57,33 @@ shared across sessions, prefer frames or a factory.
 """
 
 
+#: Spoken on a terminal verdict when the policy leaves ``error_message`` NOT_GIVEN.
+#: Generic on purpose: provider text (hints, error messages) is for developers.
+DEFAULT_ERROR_MESSAGE = "Sorry, I can't continue right now. Please try again later. Goodbye."
+
+#: A recording of DEFAULT_ERROR_MESSAGE (16 kHz mono WAV, 4.7 s), played when TTS cannot
+#: speak and nothing else was configured. Made with:
+#: ``espeak-ng -v en-us -s 180 -w raw.wav "<DEFAULT_ERROR_MESSAGE>"`` then
+#: ``sox raw.wav -r 16000 -c 1 -b 16 farewell.wav silence 1 0.02 0.5% reverse
+#: silence 1 0.02 0.5% reverse pad 0.05 0.25 norm -3``.
+DEFAULT_FAREWELL_AUDIO = Path(__file__).parent / "assets" / "farewell.wav"
+
+
 @dataclass(frozen=True, slots=True)
 class Farewell:
-    """A farewell: ``text`` (the transcript, and the TTS input when ``audio`` is None)."""
+    """A farewell: ``text`` (the transcript, and the TTS input when ``audio`` is None).
+
+    ``Farewell(text, audio=...)`` pairs a recording with the words it says: the text is
+    what the transcript shows while the recording plays. :attr:`DEFAULT` is the packaged
+    English apology and its recording.
+    """
 
     text: str
     audio: FarewellAudio | None = None
+
+    DEFAULT: ClassVar[Farewell]
+    """The packaged farewell: a generic apology and its recording (played when TTS
+    cannot speak and nothing else was configured)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or not self.text.strip():
@@ -247,3 +271,6 @@ def _message_key(key: object) -> Category | Kind:
             with contextlib.suppress(ValueError):
                 return enum(key)
     raise PolicyError(f"messages key {key!r} is neither a Category nor a Kind")
+
+
+Farewell.DEFAULT = Farewell(text=DEFAULT_ERROR_MESSAGE, audio=DEFAULT_FAREWELL_AUDIO)

@@ -1,27 +1,39 @@
-"""Every private livekit-agents attribute the guard touches, in one place.
+"""Every livekit-agents detail the guard relies on that no public API states, in one place.
 
 livekit-agents 1.8.9 has no public way to (a) ask whether a session has started, or
 (b) close it with ``CloseReason.ERROR`` and the error attached: ``aclose()`` and
-``shutdown()`` always use ``USER_INITIATED`` (agent_session.py:1261). The built-in
-error path uses the private ``_close_soon(reason=..., error=...)`` (agent_session.py:1248),
-and so does RoomIO (room_io.py:489), which makes it the least fragile choice.
+``shutdown()`` always close as ``USER_INITIATED``. livekit's own error path, and RoomIO
+when the participant leaves, use the private ``AgentSession._close_soon(reason=...,
+error=...)``, which makes it the least fragile choice.
 
-``tests/test_seams.py`` fails if upstream renames or reshapes any of these, and each
-has a public fallback so a changed upstream degrades (a USER_INITIATED close) instead
-of breaking (no close at all).
+Other upstream behaviour the guard's design rests on (public, but easy to miss):
+
+* ``error`` listeners run synchronously, in registration order, before
+  ``AgentSession._on_error``, with the same mutable error model; a ``TypeError``
+  escaping one breaks the model's retry loop (``rtc.EventEmitter.emit`` re-raises it).
+* An error event is emitted for every retry attempt (``recoverable=True``), the final
+  one ``recoverable=False``; ``_on_error`` ignores recoverable ones.
+* ``say(..., audio=frames)`` never touches TTS; a failed TTS ``say`` resolves its handle
+  as if it had played; ``wait_for_playout`` is shielded.
+* ``Agent(tts=...)`` overrides the session's TTS for that agent (:func:`speaking_tts`).
+
+``tests/test_seams.py`` fails if upstream renames or reshapes any private attribute used
+here, and each has a public fallback, so a changed upstream degrades (a
+``USER_INITIATED`` close) instead of breaking (no close at all).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from typing import Any
 
-from livekit.agents import AgentSession, CloseReason
+from livekit.agents import AgentSession, CloseReason, tts
 
 from agent_guard._log import log
 
-__all__ = ["SEAMS_OK", "close_with_error", "has_started", "is_closing"]
+__all__ = ["SEAMS_OK", "close_with_error", "has_started", "is_closing", "speaking_tts"]
 
 
 def _close_soon_supported() -> bool:
@@ -37,7 +49,7 @@ SEAMS_OK: bool = _close_soon_supported() and hasattr(AgentSession, "_is_closing"
 
 
 def has_started(session: AgentSession[Any]) -> bool:
-    """Whether ``session.start()`` was already called (no public flag in 1.8.9)."""
+    """Whether ``session.start()`` was already called (no public flag)."""
     return bool(getattr(session, "_started", False))
 
 
@@ -45,6 +57,16 @@ def is_closing(session: AgentSession[Any]) -> bool:
     """Whether a close is already under way (``_closing_task`` is set synchronously)."""
     check = getattr(session, "_is_closing", None)
     return bool(check()) if callable(check) else False
+
+
+def speaking_tts(session: AgentSession[Any]) -> tts.TTS[Any] | None:
+    """The TTS that speaks for the session's current agent, or ``None``."""
+    agent_tts: Any = None
+    with contextlib.suppress(Exception):
+        agent_tts = session.current_agent.tts
+    if isinstance(agent_tts, tts.TTS):
+        return agent_tts
+    return session.tts
 
 
 def close_with_error(session: AgentSession[Any], error: Any) -> None:
@@ -59,9 +81,9 @@ def close_with_error(session: AgentSession[Any], error: Any) -> None:
         session._close_soon(reason=CloseReason.ERROR, error=error, drain=False)
         task = getattr(session, "_closing_task", None)
         if before is None and isinstance(task, asyncio.Task):
-            # _close_soon never clears _closing_task (agent_session.py:1255), unlike
-            # livekit's own error close (:2047): without this, a restarted session
-            # would look "closing" for ever and ignore shutdown() and errors.
+            # _close_soon never clears _closing_task, unlike livekit's own error close:
+            # without this, a restarted session would look "closing" for ever and
+            # ignore shutdown() and errors.
             def _done(t: asyncio.Task[Any]) -> None:
                 if getattr(session, "_closing_task", None) is t:
                     session._closing_task = None

@@ -5,7 +5,7 @@ and redacted by construction: it carries the verdict's kind, category, terminal 
 and ``public_message`` (never provider text, hints or details).
 
 Two channels, both on the agent's ``rtc.LocalParticipant``, as livekit itself mirrors
-the agent state into the ``lk.agent.state`` attribute (room_io.py:502):
+the agent state into the ``lk.agent.state`` attribute:
 
 * a participant attribute (default ``agent_guard.error``) holding the JSON payload:
   late joiners and reconnecting clients still see it;

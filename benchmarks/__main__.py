@@ -76,8 +76,14 @@ def scenarios_report(
         headline.append((s.title, *latency[1:]))
     parts += [table(headline), ""]
     for s in scenarios:
-        parts += [f"## {s.title}", "", s.description, "",
-                  table(_scenarios.summarise(outcomes, s, contenders)), ""]  # fmt: skip
+        parts += [
+            f"## {s.title}",
+            "",
+            s.description,
+            "",
+            table(_scenarios.summarise(outcomes, s, contenders)),
+            "",
+        ]
     problems = _scenarios.expectation_failures(outcomes)
     parts += ["## Checks on the guarded runs", ""]
     parts += [f"- FAILED: {p}" for p in problems] or [
@@ -137,13 +143,20 @@ async def _run_scenarios(args: argparse.Namespace) -> None:
     ]
 
     def progress(o: _scenarios.Outcome, done: int, total: int) -> None:
-        print(f"  [{done:3d}/{total}] {o.scenario:20s} {o.contender:15s} {o.wall:5.1f} s",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"  [{done:3d}/{total}] {o.scenario:20s} {o.contender:15s} {o.wall:5.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     outcomes = await _scenarios.run_all(
-        scenarios, contenders, repeat=args.repeat,
-        stock_repeat=args.stock_repeat, jobs=args.jobs, progress=progress,
-    )  # fmt: skip
+        scenarios,
+        contenders,
+        repeat=args.repeat,
+        stock_repeat=args.stock_repeat,
+        jobs=args.jobs,
+        progress=progress,
+    )
     text = scenarios_report(outcomes, args, time.monotonic() - start, scenarios, contenders)
     print(text)
     if len(scenarios) == len(_scenarios.SCENARIOS) and len(contenders) == len(
@@ -189,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-sessions", type=int, default=500, help="largest N of the scale section (default 500)"
     )
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     if args.stock_repeat is None:
         args.stock_repeat = args.repeat
     if args.repeat < 1 or args.stock_repeat < 1 or args.jobs < 1:

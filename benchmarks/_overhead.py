@@ -125,9 +125,17 @@ def _events(error: Exception, n: int, *, recoverable: bool, source: Any) -> list
     ]
 
 
-def guard_probe(what: str, event: str, client: openai_sdk.AsyncClient, policy: GuardPolicy,
-                error: Exception, *, recoverable: bool, n: int,
-                level: int = logging.WARNING) -> Probe:  # fmt: skip
+def guard_probe(
+    what: str,
+    event: str,
+    client: openai_sdk.AsyncClient,
+    policy: GuardPolicy,
+    error: Exception,
+    *,
+    recoverable: bool,
+    n: int,
+    level: int = logging.WARNING,
+) -> Probe:
     """``Guard._on_error`` per event, one guarded (not started) session."""
     session = new_session(client)
     g = guard(session, policy)
@@ -143,12 +151,12 @@ def terminal_probe(client: openai_sdk.AsyncClient, error: Exception, n: int) -> 
         g = guard(new_session(client), policy)
         (ev,) = _events(error, 1, recoverable=True, source=g.session.llm)
         calls.append(functools.partial(g._on_error, ev))
-    return Probe("`Guard._on_error`, no hooks, fresh guard", "credits 429 → close decision",
-                 calls)  # fmt: skip
+    return Probe("`Guard._on_error`, no hooks, fresh guard", "credits 429 → close decision", calls)
 
 
-async def session_probe(what: str, client: openai_sdk.AsyncClient, error: Exception,
-                        *, guarded: bool, n: int) -> tuple[Probe, AgentSession[Any]]:  # fmt: skip
+async def session_probe(
+    what: str, client: openai_sdk.AsyncClient, error: Exception, *, guarded: bool, n: int
+) -> tuple[Probe, AgentSession[Any]]:
     """``llm.emit("error", LLMError)`` on a started session: livekit's path end to end."""
     session = new_session(client)
     if guarded:
@@ -265,8 +273,10 @@ async def run() -> str:
     started = time.monotonic()
     logging.getLogger("livekit").setLevel(logging.CRITICAL)
     rate_limit, credits, cancel = (
-        _errors.rate_limit_429(), _errors.credits_429(), _errors.client_cancel()
-    )  # fmt: skip
+        _errors.rate_limit_429(),
+        _errors.credits_429(),
+        _errors.client_cancel(),
+    )
     bare = GuardPolicy(hooks=())
     counted = GuardPolicy(hooks=(), tolerances={Kind.LLM: Tolerance.allow(10**9)})
     rows: list[tuple[str, ...]] = [("what is timed", "event", "median (µs)", "p95 (µs)")]
@@ -284,22 +294,56 @@ async def run() -> str:
             n=n,
         )
         probes = [
-            guard_probe("`Guard._on_error`, no hooks", "rate-limit 429, retry attempt",
-                        client, bare, rate_limit, recoverable=True, n=n),
-            guard_probe("`Guard._on_error`, no hooks", "rate-limit 429, final (counted)",
-                        client, counted, rate_limit, recoverable=False, n=n),
-            guard_probe("`Guard._on_error`, no hooks", "mid-stream 499 (client cancel)",
-                        client, bare, cancel, recoverable=True, n=n),
+            guard_probe(
+                "`Guard._on_error`, no hooks",
+                "rate-limit 429, retry attempt",
+                client,
+                bare,
+                rate_limit,
+                recoverable=True,
+                n=n,
+            ),
+            guard_probe(
+                "`Guard._on_error`, no hooks",
+                "rate-limit 429, final (counted)",
+                client,
+                counted,
+                rate_limit,
+                recoverable=False,
+                n=n,
+            ),
+            guard_probe(
+                "`Guard._on_error`, no hooks",
+                "mid-stream 499 (client cancel)",
+                client,
+                bare,
+                cancel,
+                recoverable=True,
+                n=n,
+            ),
             terminal_probe(client, credits, WARMUP // 4 + TERMINAL_SAMPLES),
-            guard_probe("`Guard._on_error`, default policy, INFO filtered",
-                        "rate-limit 429, retry attempt", client, GuardPolicy(), rate_limit,
-                        recoverable=True, n=n),
-            guard_probe("`Guard._on_error`, default policy, INFO as JSON to /dev/null",
-                        "rate-limit 429, retry attempt", client, GuardPolicy(), rate_limit,
-                        recoverable=True, n=n, level=logging.INFO),
+            guard_probe(
+                "`Guard._on_error`, default policy, INFO filtered",
+                "rate-limit 429, retry attempt",
+                client,
+                GuardPolicy(),
+                rate_limit,
+                recoverable=True,
+                n=n,
+            ),
+            guard_probe(
+                "`Guard._on_error`, default policy, INFO as JSON to /dev/null",
+                "rate-limit 429, retry attempt",
+                client,
+                GuardPolicy(),
+                rate_limit,
+                recoverable=True,
+                n=n,
+                level=logging.INFO,
+            ),
             stock_probe,
             guarded_probe,
-        ]  # fmt: skip
+        ]
         previous = structlog.get_config()
         try:
             # Synchronous on purpose: nothing else runs on the loop while calls are timed.
@@ -329,9 +373,13 @@ async def run() -> str:
     memory = [
         ("per session", "stock", "guarded", "guard's share"),
         ("started, idle (no room)", kb(stock_idle), kb(guard_idle), kb(guard_idle - stock_idle)),
-        (f"growth after {STORM_EVENTS:,} transient error events", kb(stock_storm),
-         kb(guard_storm), kb(guard_storm - stock_storm)),
-    ]  # fmt: skip
+        (
+            f"growth after {STORM_EVENTS:,} transient error events",
+            kb(stock_storm),
+            kb(guard_storm),
+            kb(guard_storm - stock_storm),
+        ),
+    ]
     return "\n".join(
         [
             "# Overhead: CPU per error event, memory per session",

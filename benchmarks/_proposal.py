@@ -19,7 +19,7 @@ session ``"error"`` listener:
 * the farewell is ``say(text, allow_interruptions=False, add_to_chat_ctx=False)``, always
   through TTS: the PR has no pre-recorded path, so a dead TTS (or none) means silence;
 * the close carries ``CloseReason.ERROR`` and the error, as in the PR, through the one
-  public route to it (livekit notes §3): ``max_unrecoverable_errors = 0`` on the session's
+  public route to it: ``max_unrecoverable_errors = 0`` on the session's
   own options, then re-emitting the error on the model that raised it.
 """
 
@@ -43,7 +43,7 @@ PLAYOUT_TIMEOUT = 16.0
 GENERIC_LINE = "Sorry, I can't continue right now. Please try again later. Goodbye."
 
 # Gateway categories that only recover at the next billing cycle (as reviewed on the PR),
-# and OpenAI realtime's fatal codes (livekit/agents/llm/_realtime/openai.py:291).
+# and OpenAI realtime's fatal codes.
 _TERMINAL_CATEGORIES = frozenset({"MaxGatewayCredits", "MaxBargeInRequests", "MaxEotRequests"})
 _FATAL_CODES = frozenset(
     {

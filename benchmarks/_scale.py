@@ -24,7 +24,8 @@ from typing import Any
 
 from livekit.agents import Agent, AgentSession, llm
 
-from agent_guard import guard, guarded
+from agent_guard import guard
+from agent_guard._guard import guarded
 from agent_guard.testing import GatewaySimulator
 from benchmarks import _errors
 from benchmarks._overhead import new_session, sdk_client
@@ -93,8 +94,9 @@ async def _ticker(stop: asyncio.Event, lateness: list[float]) -> None:
         target = max(target + TICK, now + TICK / 2)
 
 
-async def _storm(model: llm.LLM[Any], error: Exception, stop: asyncio.Event,
-                 phase: float, counter: list[int]) -> None:  # fmt: skip
+async def _storm(
+    model: llm.LLM[Any], error: Exception, stop: asyncio.Event, phase: float, counter: list[int]
+) -> None:
     loop = asyncio.get_running_loop()
     period = 1 / RATE
     target = loop.time() + phase * period
@@ -169,10 +171,13 @@ def plot(levels: Sequence[Level], path: Path) -> None:
         for is_guarded, line in ((True, "-"), (False, ":")):
             pts = [lv for lv in levels if lv.guarded is is_guarded]
             ax.plot(
-                [lv.sessions for lv in pts], [lv.lag_ms[i] for lv in pts],
-                line, marker=marker, color=f"C{i}",
+                [lv.sessions for lv in pts],
+                [lv.lag_ms[i] for lv in pts],
+                line,
+                marker=marker,
+                color=f"C{i}",
                 label=f"{label} {'guarded' if is_guarded else 'stock'}",
-            )  # fmt: skip
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     # Plain numbers on both axes: "0.5, 1, 2, 5 ms" reads better than powers of ten.
@@ -209,17 +214,36 @@ async def run(*, max_sessions: int) -> str:
     png = RESULTS / "loop_lag.png"
     plot(levels, png)
 
-    rows: list[tuple[str, ...]] = [(
-        "sessions", "events/s", "p50 lag (ms)", "p95 lag (ms)", "p99 lag (ms)",
-        "max lag (ms)", "CPU (s/s)", "full GCs", "longest GC (ms)", "heap (k objects)",
-    )]  # fmt: skip
+    rows: list[tuple[str, ...]] = [
+        (
+            "sessions",
+            "events/s",
+            "p50 lag (ms)",
+            "p95 lag (ms)",
+            "p99 lag (ms)",
+            "max lag (ms)",
+            "CPU (s/s)",
+            "full GCs",
+            "longest GC (ms)",
+            "heap (k objects)",
+        )
+    ]
     for lv in levels:
         p50, p95, p99, mx = lv.lag_ms
-        rows.append((
-            f"{lv.sessions} {'guarded' if lv.guarded else 'stock'}", f"{lv.events_per_s:,.0f}",
-            f"{p50:.2f}", f"{p95:.2f}", f"{p99:.2f}", f"{mx:.1f}", f"{lv.cpu:.2f}",
-            str(lv.gc_full), f"{lv.gc_max_ms:.1f}", f"{lv.heap_objects / 1000:,.0f}",
-        ))  # fmt: skip
+        rows.append(
+            (
+                f"{lv.sessions} {'guarded' if lv.guarded else 'stock'}",
+                f"{lv.events_per_s:,.0f}",
+                f"{p50:.2f}",
+                f"{p95:.2f}",
+                f"{p99:.2f}",
+                f"{mx:.1f}",
+                f"{lv.cpu:.2f}",
+                str(lv.gc_full),
+                f"{lv.gc_max_ms:.1f}",
+                f"{lv.heap_objects / 1000:,.0f}",
+            )
+        )
     worst = max((lv for lv in levels if lv.guarded), key=lambda lv: lv.sessions)
     base = next(lv for lv in levels if not lv.guarded and lv.sessions == worst.sessions)
     return "\n".join(

@@ -24,8 +24,9 @@ from livekit.agents import NOT_GIVEN, Agent, AgentSession, CloseEvent, llm, stt
 from livekit.agents._exceptions import APIError, APIStatusError
 from livekit.plugins import openai
 
-from agent_guard import DEFAULT_ERROR_MESSAGE, DEFAULT_FAREWELL_AUDIO, GuardPolicy, guard
-from agent_guard._farewell import presynthesized
+from agent_guard import GuardPolicy, guard
+from agent_guard._audio import presynthesized
+from agent_guard._policy import DEFAULT_ERROR_MESSAGE, DEFAULT_FAREWELL_AUDIO
 from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,
@@ -121,21 +122,30 @@ async def text_turn(ctx: Ctx, i: int) -> None:
 async def stt_failing_turn(ctx: Ctx, i: int) -> None:
     """The caller speaks; the STT rejects the key (non-streaming recognize: one event)."""
     assert ctx.recognizer is not None
-    ctx.inject(ctx.recognizer, stt.STTError(
-        timestamp=time.time(), label=ctx.recognizer.label, recoverable=False,
-        error=APIStatusError("Incorrect API key provided", status_code=401, body=None),
-    ))  # fmt: skip
+    ctx.inject(
+        ctx.recognizer,
+        stt.STTError(
+            timestamp=time.time(),
+            label=ctx.recognizer.label,
+            recoverable=False,
+            error=APIStatusError("Incorrect API key provided", status_code=401, body=None),
+        ),
+    )
 
 
 def gateway_quota_error() -> APIError:
     """A gateway credits error the way realtime/websocket paths deliver it (body kept)."""
     return APIError(
         "LiveKit Inference returned an error",
-        body={"type": "inference_quota_exceeded", "category": "MaxGatewayCredits",
-              "quota_type": "llm", "error": "quota exceeded, category: MaxGatewayCredits",
-              "hint": "Wait for the next billing cycle or upgrade your plan."},
+        body={
+            "type": "inference_quota_exceeded",
+            "category": "MaxGatewayCredits",
+            "quota_type": "llm",
+            "error": "quota exceeded, category: MaxGatewayCredits",
+            "hint": "Wait for the next billing cycle or upgrade your plan.",
+        },
         retryable=False,
-    )  # fmt: skip
+    )
 
 
 async def realtime_turn(ctx: Ctx, i: int) -> None:
@@ -146,10 +156,15 @@ async def realtime_turn(ctx: Ctx, i: int) -> None:
     if ctx.injected_at is None:
         model = ctx.session.llm
         assert isinstance(model, llm.LLM)
-        ctx.inject(model, llm.RealtimeModelError(
-            timestamp=time.time(), label="livekit.plugins.openai.realtime.RealtimeModel",
-            recoverable=False, error=gateway_quota_error(),
-        ))  # fmt: skip
+        ctx.inject(
+            model,
+            llm.RealtimeModelError(
+                timestamp=time.time(),
+                label="livekit.plugins.openai.realtime.RealtimeModel",
+                recoverable=False,
+                error=gateway_quota_error(),
+            ),
+        )
 
 
 def _arm_llm_credits(ctx: Ctx) -> None:
@@ -204,47 +219,75 @@ class Scenario:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
-        "llm_credits", "LLM credits exhausted",
+        "llm_credits",
+        "LLM credits exhausted",
         "One healthy turn, then every LLM request gets the gateway's 429 "
         "`MaxGatewayCredits`; the caller tries 4 more times.",
-        _arm_llm_credits, text_turn, 4, terminal=True,
+        _arm_llm_credits,
+        text_turn,
+        4,
+        terminal=True,
     ),
     Scenario(
-        "tts_quota", "TTS quota exhausted",
+        "tts_quota",
+        "TTS quota exhausted",
         "One healthy turn, then every TTS request gets the gateway's 429 "
         "`MaxGatewayCredits` (quota_type tts); the LLM keeps answering; 4 more turns.",
-        _arm_tts_quota, text_turn, 4, terminal=True,
+        _arm_tts_quota,
+        text_turn,
+        4,
+        terminal=True,
     ),
     Scenario(
-        "stt_auth", "STT auth failure (401)",
+        "stt_auth",
+        "STT auth failure (401)",
         "One healthy turn, then each caller utterance fails at the STT with a 401 "
         f"(injected `STTError`, recoverable=False); 4 utterances, {PATIENCE:g} s apart.",
-        None, stt_failing_turn, 4, terminal=True, stt=True,
+        None,
+        stt_failing_turn,
+        4,
+        terminal=True,
+        stt=True,
     ),
     Scenario(
-        "realtime_quota", "Realtime quota (no TTS)",
+        "realtime_quota",
+        "Realtime quota (no TTS)",
         "Session without TTS. One healthy turn, then the realtime model reports a fatal "
         "gateway `MaxGatewayCredits` error (injected `RealtimeModelError`, "
         "recoverable=False) and stops; the caller waits 3 turns.",
-        None, realtime_turn, 3, terminal=True, tts=False,
+        None,
+        realtime_turn,
+        3,
+        terminal=True,
+        tts=False,
     ),
     Scenario(
-        "rate_limit_storm", "Rate-limit storm",
+        "rate_limit_storm",
+        "Rate-limit storm",
         "One healthy turn, 3 turns where every LLM request gets a gateway RPM 429 "
         "(`RateLimited`, retried 3× by livekit), then the gateway recovers and one more "
         "turn is answered. Must not close.",
-        _arm_rate_limit, text_turn, 3, terminal=False, is_failure=_error_status,
+        _arm_rate_limit,
+        text_turn,
+        3,
+        terminal=False,
+        is_failure=_error_status,
         recover=_recover,
     ),
     Scenario(
-        "client_cancel_storm", "Client-cancel storm",
+        "client_cancel_storm",
+        "Client-cancel storm",
         "One healthy turn, 4 turns whose LLM stream breaks with a mid-stream 499 "
         "(`StreamError`), then one healthy turn. A 499 is ours, not the provider's: "
         "must not count nor close.",
-        _arm_client_cancel, text_turn, 4, terminal=False, is_failure=_any_llm,
+        _arm_client_cancel,
+        text_turn,
+        4,
+        terminal=False,
+        is_failure=_any_llm,
         recover=_recover,
     ),
-)  # fmt: skip
+)
 
 
 # -- one run ------------------------------------------------------------------------------
@@ -281,14 +324,16 @@ def make_session(
     session: AgentSession[Any] = AgentSession(
         llm=openai.LLM(model="gpt-4o-mini", base_url=sim.base_url, api_key=API_KEY),
         tts=(
-            openai.TTS(model="gpt-4o-mini-tts", voice="alloy", base_url=sim.base_url,
-                       api_key=API_KEY)
-            if scenario.tts else NOT_GIVEN
+            openai.TTS(
+                model="gpt-4o-mini-tts", voice="alloy", base_url=sim.base_url, api_key=API_KEY
+            )
+            if scenario.tts
+            else NOT_GIVEN
         ),
         stt=recognizer if recognizer is not None else NOT_GIVEN,
         vad=None,
         turn_handling={"turn_detection": "manual"},
-    )  # fmt: skip
+    )
     return session, recognizer
 
 
@@ -377,8 +422,11 @@ async def run_once(scenario: Scenario, contender: Contender, repeat: int) -> Out
 
     failure_at = _failure_time(ctx, scenario)
     frames_after = [f for f in out.frames if failure_at is not None and f.at > failure_at]
-    requests = [r for r in sim.requests if r.endpoint != "other"
-                and failure_at is not None and r.at >= failure_at - 0.001]  # fmt: skip
+    requests = [
+        r
+        for r in sim.requests
+        if r.endpoint != "other" and failure_at is not None and r.at >= failure_at - 0.001
+    ]
     closed_at, ev = close[0] if close else (None, None)
     return Outcome(
         scenario=scenario.key,
@@ -467,8 +515,9 @@ def _secs(xs: Sequence[float | None], n: int) -> str:
     return text if len(present) == n else f"{text} ({len(present)}/{n})"
 
 
-def summarise(outcomes: Sequence[Outcome], scenario: Scenario,
-              contenders: Sequence[Contender]) -> list[tuple[str, ...]]:  # fmt: skip
+def summarise(
+    outcomes: Sequence[Outcome], scenario: Scenario, contenders: Sequence[Contender]
+) -> list[tuple[str, ...]]:
     """Rows (metric, value per contender) of medians for one scenario."""
     by: dict[str, list[Outcome]] = {c.key: [] for c in contenders}
     for o in outcomes:
@@ -488,20 +537,28 @@ def summarise(outcomes: Sequence[Outcome], scenario: Scenario,
         ("runs", *(str(len(by[c.key])) for c in contenders)),
     ]
     if scenario.terminal:
-        rows.append(row("failure → first farewell frame",
-                        lambda rs: _secs([o.latency for o in rs], len(rs))))  # fmt: skip
+        rows.append(
+            row(
+                "failure → first farewell frame", lambda rs: _secs([o.latency for o in rs], len(rs))
+            )
+        )
     rows += [
-        row("audio heard after failure",
-            lambda rs: f"{_median([o.audio_after for o in rs]):.1f} s"),
+        row(
+            "audio heard after failure", lambda rs: f"{_median([o.audio_after for o in rs]):.1f} s"
+        ),
         row("dead user turns", lambda rs: f"{_median([o.dead_turns for o in rs]):g}"),
-        row("provider requests after failure (failed)",
-            lambda rs: f"{_median([o.requests for o in rs]):g} "
-                       f"({_median([o.failed_requests for o in rs]):g})"),
+        row(
+            "provider requests after failure (failed)",
+            lambda rs: (
+                f"{_median([o.requests for o in rs]):g} "
+                f"({_median([o.failed_requests for o in rs]):g})"
+            ),
+        ),
         row("error events", lambda rs: f"{_median([o.errors for o in rs]):g}"),
         row("failure → close", lambda rs: _secs([o.close_after for o in rs], len(rs))),
         row("closed by itself", lambda rs: f"{sum(o.closed for o in rs)}/{len(rs)}"),
         row("close reason", reason),
-    ]  # fmt: skip
+    ]
     return rows
 
 

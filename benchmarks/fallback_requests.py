@@ -44,9 +44,9 @@ from livekit.agents import Agent, AgentSession, APIConnectOptions, llm, tts
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.plugins import openai
 
-from agent_guard import DEFAULT_CLASSIFIERS, GuardPolicy, guard
+from agent_guard import GuardPolicy, guard
 from agent_guard._fallback import FallbackLLM, FallbackTTS
-from agent_guard.classifiers import carried_verdict
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS, carried_verdict
 from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,

@@ -19,7 +19,8 @@ from typing import Protocol
 
 from livekit.agents import APIConnectionError, APITimeoutError
 
-from agent_guard import DEFAULT_CLASSIFIERS, Classifier, Kind, Verdict, classify
+from agent_guard import Kind, Verdict, classify
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS, Classifier
 from tests.test_classify import mid_stream_error, raised, sdk_wrapped
 from tests.test_gateway import LABEL, gateway_body, handshake_error, llm_error
 

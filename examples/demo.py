@@ -69,8 +69,9 @@ class Run:
     def dead_turns(self) -> int:
         """User turns after credits ran out that got no audio at all."""
         q = self.quota_at
-        return sum(1 for start, _, frames in self.turns if q is not None and start >= q - 1
-                   and frames == 0)  # fmt: skip
+        return sum(
+            1 for start, _, frames in self.turns if q is not None and start >= q - 1 and frames == 0
+        )
 
     @property
     def failed_requests(self) -> int:
@@ -153,11 +154,12 @@ async def _first(*aws: Any, limit: float) -> None:
 def make_session(sim: GatewaySimulator) -> AgentSession[Any]:
     return AgentSession(
         llm=openai.LLM(model="gpt-4o-mini", base_url=sim.base_url, api_key="sk-demo"),
-        tts=openai.TTS(model="gpt-4o-mini-tts", voice="alloy", base_url=sim.base_url,
-                       api_key="sk-demo"),
+        tts=openai.TTS(
+            model="gpt-4o-mini-tts", voice="alloy", base_url=sim.base_url, api_key="sk-demo"
+        ),
         vad=None,
         turn_handling={"turn_detection": "manual"},
-    )  # fmt: skip
+    )
 
 
 def timeline(run: Run) -> str:
@@ -183,20 +185,33 @@ def summary(runs: list[Run]) -> str:
         return "never" if v is None else f"{v:.3f} s"
 
     rows: list[tuple[str, ...]] = [("", *(r.name for r in runs))]
-    rows.append((
-        "quota response -> first farewell frame",
-        *(secs(None if (f := r.first_farewell_frame) is None or (q := r.quota_at) is None
-               else f - q) for r in runs),
-    ))  # fmt: skip
+    rows.append(
+        (
+            "quota response -> first farewell frame",
+            *(
+                secs(
+                    None
+                    if (f := r.first_farewell_frame) is None or (q := r.quota_at) is None
+                    else f - q
+                )
+                for r in runs
+            ),
+        )
+    )
     rows.append(("dead user turns", *(str(r.dead_turns) for r in runs)))
-    rows.append(("provider requests after credits ran out",
-                 *(str(r.failed_requests) for r in runs)))  # fmt: skip
+    rows.append(
+        ("provider requests after credits ran out", *(str(r.failed_requests) for r in runs))
+    )
     rows.append(("error events seen by the session", *(str(len(r.errors)) for r in runs)))
-    rows.append((
-        "quota response -> session closed",
-        *(secs(None if r.closed_at is None or (q := r.quota_at) is None else r.closed_at - q)
-          for r in runs),
-    ))  # fmt: skip
+    rows.append(
+        (
+            "quota response -> session closed",
+            *(
+                secs(None if r.closed_at is None or (q := r.quota_at) is None else r.closed_at - q)
+                for r in runs
+            ),
+        )
+    )
     rows.append(("close reason", *((r.close.reason.value if r.close else "-") for r in runs)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     out = []

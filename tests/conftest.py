@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from livekit.agents import NOT_GIVEN, Agent, AgentSession, APIConnectOptions
+from livekit.agents import (
+    NOT_GIVEN,
+    Agent,
+    AgentSession,
+    APIConnectionError,
+    APIConnectOptions,
+    APIError,
+    APIStatusError,
+    llm,
+)
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.plugins import openai
 
-from agent_guard.testing import CaptureAudioOutput, GatewaySimulator
+from agent_guard.testing import (
+    CaptureAudioOutput,
+    GatewaySimulator,
+    openai_status_error,
+    openai_stream_error,
+)
 
 #: A key-shaped secret: tests assert it never leaks anywhere.
 SECRET_KEY = "sk-proj-TESTSECRET0123456789abcdefABCDEF"
@@ -35,15 +51,17 @@ def make_session(
     return AgentSession(
         llm=openai.LLM(model="gpt-4o-mini", base_url=sim.base_url, api_key=SECRET_KEY),
         tts=(
-            openai.TTS(model="gpt-4o-mini-tts", voice="alloy", base_url=sim.base_url,
-                       api_key=SECRET_KEY)
-            if tts else NOT_GIVEN
+            openai.TTS(
+                model="gpt-4o-mini-tts", voice="alloy", base_url=sim.base_url, api_key=SECRET_KEY
+            )
+            if tts
+            else NOT_GIVEN
         ),
         stt=stt,
         vad=None,
         turn_handling={"turn_detection": "manual"},
         conn_options=SessionConnectOptions(llm_conn_options=conn, tts_conn_options=conn),
-    )  # fmt: skip
+    )
 
 
 async def start(session: AgentSession[Any], *, realtime: bool = False) -> CaptureAudioOutput:
@@ -52,3 +70,56 @@ async def start(session: AgentSession[Any], *, realtime: bool = False) -> Captur
     session.output.audio = out
     await session.start(Agent(instructions="Be brief."))
     return out
+
+
+TURN_TIMEOUT = 15.0
+
+
+async def turn(session: AgentSession[Any], text: str) -> None:
+    """One user turn; a failing turn may raise, the test looks at effects instead."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(TURN_TIMEOUT):
+            await session.run(user_input=text)
+
+
+def chat_texts(session: AgentSession[Any]) -> list[str]:
+    return [m.text_content or "" for m in session.history.items if isinstance(m, llm.ChatMessage)]
+
+
+def spoken(sim: GatewaySimulator, *, after: float = 0.0) -> str:
+    """What TTS was asked to say after ``after`` (livekit sends one request per sentence)."""
+    return " ".join(
+        str((r.json or {}).get("input")) for r in sim.requests_for("tts") if r.at > after
+    )
+
+
+def gateway_quota_error(quota_type: str = "llm") -> APIError:
+    """A gateway credits error as the realtime/STT websocket paths deliver it (body kept)."""
+    return APIError(
+        "inference quota exceeded",
+        body={
+            "type": "inference_quota_exceeded",
+            "category": "MaxGatewayCredits",
+            "quota_type": quota_type,
+            "error": "quota exceeded, category: MaxGatewayCredits",
+        },
+        retryable=False,
+    )
+
+
+def rate_limit() -> APIStatusError:
+    """The gateway's transient RPM 429, as livekit's openai plugin emits it."""
+    return openai_status_error(
+        429,
+        json={
+            "type": "inference_quota_exceeded",
+            "category": "MaxConcurrentGatewayLLMRpm",
+            "quota_type": "llm",
+            "error": "request/min rate limit exceeded",
+        },
+    )
+
+
+def client_cancel() -> APIConnectionError:
+    """A mid-stream 499 as livekit emits it: the SSE error on ``__cause__``."""
+    return openai_stream_error({"message": "Client closed request", "code": 499}, retryable=True)

@@ -27,8 +27,9 @@ from structlog.testing import capture_logs
 from yarl import URL
 
 import agent_guard._classify
-from agent_guard import DEFAULT_CLASSIFIERS, Category, ErrorFacts, Kind, Verdict, classify
+from agent_guard import Category, Kind, Verdict, classify
 from agent_guard._facts import facts_from, kind_of
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS, ErrorFacts
 from agent_guard.classifiers._http import provider_from_label
 from agent_guard.testing import openai_status_error, openai_stream_error
 

@@ -26,18 +26,7 @@ from livekit.agents.utils import AudioBuffer
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.plugins import openai
 
-from agent_guard import (
-    DEFAULT_CLASSIFIERS,
-    DEFAULT_ERROR_MESSAGE,
-    Category,
-    Guard,
-    GuardPolicy,
-    Kind,
-    Reason,
-    Verdict,
-    classify,
-    guard,
-)
+from agent_guard import Category, Guard, GuardPolicy, Kind, Reason, Verdict, classify, guard
 from agent_guard._fallback import (
     AllFailedError,
     FallbackLLM,
@@ -45,7 +34,8 @@ from agent_guard._fallback import (
     FallbackTTS,
     ProbeBackoff,
 )
-from agent_guard.classifiers import carried_verdict
+from agent_guard._policy import DEFAULT_ERROR_MESSAGE
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS, carried_verdict
 from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,

@@ -12,20 +12,12 @@ from typing import Any
 import pytest
 from livekit import rtc
 from livekit.agents import CloseReason, llm, stt
-from livekit.agents._exceptions import APIError, APIStatusError
+from livekit.agents._exceptions import APIStatusError
 from livekit.plugins import openai
 
-from agent_guard import (
-    DEFAULT_ERROR_MESSAGE,
-    DEFAULT_FAREWELL_AUDIO,
-    Category,
-    Farewell,
-    GuardPolicy,
-    Kind,
-    Verdict,
-    guard,
-)
-from agent_guard import _farewell as farewell_module
+from agent_guard import Category, Farewell, GuardPolicy, Kind, Verdict, guard
+from agent_guard import _audio as audio_module
+from agent_guard._policy import DEFAULT_ERROR_MESSAGE, DEFAULT_FAREWELL_AUDIO
 from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,
@@ -35,32 +27,29 @@ from agent_guard.testing import (
     Reply,
     Speech,
 )
-from tests.conftest import SECRET_KEY, make_session, start
-from tests.test_guard import chat_texts, spoken, turn
+from tests.conftest import (
+    SECRET_KEY,
+    chat_texts,
+    gateway_quota_error,
+    make_session,
+    spoken,
+    start,
+    turn,
+)
 
 BOUND_MARGIN = 0.5
 
 
 @pytest.fixture(autouse=True)
 def _fresh_presynthesis_cache() -> Iterator[None]:
-    farewell_module._PRESYNTH.clear()
+    audio_module._PRESYNTH.clear()
     yield
-    farewell_module._PRESYNTH.clear()
+    audio_module._PRESYNTH.clear()
 
 
 def recording_pcm(path: Path = DEFAULT_FAREWELL_AUDIO) -> bytes:
     with wave.open(str(path), "rb") as w:
         return w.readframes(w.getnframes())
-
-
-def gateway_quota_error(quota_type: str = "llm") -> APIError:
-    """A gateway credits error as the realtime/STT websocket paths deliver it (body kept)."""
-    return APIError(
-        "inference quota exceeded",
-        body={"type": "inference_quota_exceeded", "category": "MaxGatewayCredits",
-              "quota_type": quota_type, "error": "quota exceeded, category: MaxGatewayCredits"},
-        retryable=False,
-    )  # fmt: skip
 
 
 async def closed_within(g: Any, bound: float) -> Any:
@@ -131,10 +120,15 @@ class TestEveryKind:
         session = make_session(sim, stt=recognizer)
         g = guard(session, GuardPolicy(farewell_timeout=3.0))
         await start(session)
-        recognizer.emit("error", stt.STTError(
-            timestamp=0.0, label=recognizer.label, recoverable=False,
-            error=APIStatusError("Incorrect API key", status_code=401, body=None),
-        ))  # fmt: skip
+        recognizer.emit(
+            "error",
+            stt.STTError(
+                timestamp=0.0,
+                label=recognizer.label,
+                recoverable=False,
+                error=APIStatusError("Incorrect API key", status_code=401, body=None),
+            ),
+        )
         ev = await closed_within(g, 3.0)
         assert ev.reason is CloseReason.ERROR
         assert ev.error is not None and ev.error.type == "stt_error"
@@ -148,10 +142,15 @@ class TestEveryKind:
         out = await start(session)
         model = session.llm
         assert isinstance(model, llm.LLM)
-        model.emit("error", llm.RealtimeModelError(
-            timestamp=0.0, label="openai.realtime", recoverable=False,
-            error=gateway_quota_error(),
-        ))  # fmt: skip
+        model.emit(
+            "error",
+            llm.RealtimeModelError(
+                timestamp=0.0,
+                label="openai.realtime",
+                recoverable=False,
+                error=gateway_quota_error(),
+            ),
+        )
         ev = await closed_within(g, 3.0)
         assert ev.reason is CloseReason.ERROR
         assert ev.error is not None and ev.error.type == "realtime_model_error"
@@ -299,11 +298,11 @@ class TestPresynthesis:
         g = guard(session, GuardPolicy(presynthesize=True))
         out = await start(session)
         async with asyncio.timeout(5):
-            while not farewell_module._PRESYNTH:
+            while not audio_module._PRESYNTH:
                 await asyncio.sleep(0.01)
         presynth_requests = len(sim.requests_for("tts"))
         assert presynth_requests == 1  # the whole text, once
-        cached = next(iter(farewell_module._PRESYNTH.values()))
+        cached = next(iter(audio_module._PRESYNTH.values()))
 
         sim.tts.default = QuotaExceeded(quota_type="tts")  # TTS credits run out
         await turn(session, "hi")
@@ -321,7 +320,7 @@ class TestPresynthesis:
             guard(session, GuardPolicy(presynthesize=True))
             await start(session)
             async with asyncio.timeout(5):
-                while not farewell_module._PRESYNTH:
+                while not audio_module._PRESYNTH:
                     await asyncio.sleep(0.01)
             await session.aclose()
         assert len(sim.requests_for("tts")) == 1
@@ -404,9 +403,15 @@ class TestBounds:
         model = session.llm
         assert isinstance(model, llm.LLM)
         session.shutdown(drain=False)
-        model.emit("error", llm.LLMError(
-            timestamp=0.0, label="x", recoverable=False, error=gateway_quota_error(),
-        ))  # fmt: skip
+        model.emit(
+            "error",
+            llm.LLMError(
+                timestamp=0.0,
+                label="x",
+                recoverable=False,
+                error=gateway_quota_error(),
+            ),
+        )
         async with asyncio.timeout(5):
             await g.wait_closed()
         await asyncio.sleep(0.1)
@@ -459,8 +464,11 @@ class TestBounds:
 
             gc.collect()
             await asyncio.sleep(0)
-            pending = [t for t in asyncio.all_tasks() if t.get_name().startswith("agent_guard.")
-                       and not t.done()]  # fmt: skip
+            pending = [
+                t
+                for t in asyncio.all_tasks()
+                if t.get_name().startswith("agent_guard.") and not t.done()
+            ]
             assert pending == []
             assert [p for p in problems if "agent_guard" in repr(p)] == []
         finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import struct
 import time
@@ -12,18 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from livekit.agents import AgentSession, CloseReason, llm
+from livekit.agents import CloseReason, llm
 from livekit.agents._exceptions import APIStatusError
 from structlog.testing import capture_logs
 
-from agent_guard import (
-    DEFAULT_ERROR_MESSAGE,
-    Category,
-    GuardError,
-    GuardPolicy,
-    Reason,
-    guard,
-)
+from agent_guard import Category, GuardError, GuardPolicy, Reason, guard
+from agent_guard._policy import DEFAULT_ERROR_MESSAGE
 from agent_guard.testing import (
     GatewaySimulator,
     Hang,
@@ -32,27 +25,7 @@ from agent_guard.testing import (
     RateLimited,
     Reply,
 )
-from tests.conftest import make_session, start
-
-TURN_TIMEOUT = 15.0
-
-
-async def turn(session: AgentSession[Any], text: str) -> None:
-    """One user turn; a failing turn may raise, the test looks at effects instead."""
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(TURN_TIMEOUT):
-            await session.run(user_input=text)
-
-
-def chat_texts(session: AgentSession[Any]) -> list[str]:
-    return [m.text_content or "" for m in session.history.items if isinstance(m, llm.ChatMessage)]
-
-
-def spoken(sim: GatewaySimulator, *, after: float = 0.0) -> str:
-    """What TTS was asked to say after ``after`` (livekit sends one request per sentence)."""
-    return " ".join(
-        str((r.json or {}).get("input")) for r in sim.requests_for("tts") if r.at > after
-    )
+from tests.conftest import chat_texts, make_session, spoken, start, turn
 
 
 class TestCreditsExhausted:
@@ -260,7 +233,8 @@ class TestClassifiersKnob:
 
     async def test_custom_classifier_runs_first(self, sim: GatewaySimulator) -> None:
         """A classifier calling every 503 terminal closes in the first failing turn."""
-        from agent_guard import DEFAULT_CLASSIFIERS, ErrorFacts, Verdict
+        from agent_guard import Verdict
+        from agent_guard.classifiers import DEFAULT_CLASSIFIERS, ErrorFacts
 
         def outage_is_final(facts: ErrorFacts) -> Verdict | None:
             if facts.status_code == 503:

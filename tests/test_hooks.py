@@ -7,10 +7,10 @@ import asyncio
 from livekit.agents import CloseReason
 from structlog.testing import capture_logs
 
-from agent_guard import Category, GuardPolicy, Reason, Verdict, VerdictCounter, guard, log_verdict
+from agent_guard import Category, GuardPolicy, Reason, Verdict, guard
+from agent_guard.instrumentation import VerdictCounter, log_verdict
 from agent_guard.testing import GatewaySimulator, QuotaExceeded, RateLimited, Reply
-from tests.conftest import make_session, start
-from tests.test_guard import turn
+from tests.conftest import make_session, start, turn
 
 
 class TestOverride:
@@ -96,10 +96,15 @@ class TestOrdering:
         assert isinstance(model, llm.LLM)
 
         def fail() -> None:
-            model.emit("error", llm.LLMError(
-                timestamp=0.0, label="test", recoverable=False,
-                error=APIStatusError("boom", status_code=500, body=None),
-            ))  # fmt: skip
+            model.emit(
+                "error",
+                llm.LLMError(
+                    timestamp=0.0,
+                    label="test",
+                    recoverable=False,
+                    error=APIStatusError("boom", status_code=500, body=None),
+                ),
+            )
 
         fail()
         await turn(session, "hi")  # the agent speaks: a success, while the hook still sleeps

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 import agent_guard
-from agent_guard import GuardPolicy, guard, guarded
+from agent_guard import GuardPolicy, guard
+from agent_guard._guard import guarded
 from agent_guard.testing import GatewaySimulator
 from tests.conftest import make_session, start
 

@@ -31,9 +31,11 @@ class TestSeams:
         await start(session)
         assert _seams.has_started(session)
         err = llm.LLMError(
-            timestamp=0.0, label="test", error=APIStatusError("x", status_code=429),
+            timestamp=0.0,
+            label="test",
+            error=APIStatusError("x", status_code=429),
             recoverable=False,
-        )  # fmt: skip
+        )
         _seams.close_with_error(session, err)
         assert _seams.is_closing(session)
         _seams.close_with_error(session, err)  # a second call is a no-op

@@ -11,11 +11,10 @@ import pytest
 from livekit import rtc
 
 from agent_guard import FrontendSignal, GuardPolicy, PolicyError, guard
-from agent_guard import _guard as guard_module
+from agent_guard import _signal as signal_module
 from agent_guard._signal import participant_of
 from agent_guard.testing import GatewaySimulator, RateLimited, Unauthorized
-from tests.conftest import SECRET_KEY, make_session, start
-from tests.test_guard import turn
+from tests.conftest import SECRET_KEY, make_session, start, turn
 
 
 class RecordingParticipant:
@@ -69,7 +68,7 @@ class TestPayload:
     ) -> None:
         """A 401 echoing the key: kind/category/message only, on both channels."""
         participant = RecordingParticipant()
-        monkeypatch.setattr(guard_module, "participant_of", lambda session: participant)
+        monkeypatch.setattr(signal_module, "participant_of", lambda session: participant)
         sim.llm.default = Unauthorized(key=SECRET_KEY)
         session = make_session(sim)
         g = guard(session)
@@ -98,7 +97,7 @@ class TestPayload:
     ) -> None:
         """on_tolerated=True publishes each counted failure with closing=false."""
         participant = RecordingParticipant()
-        monkeypatch.setattr(guard_module, "participant_of", lambda session: participant)
+        monkeypatch.setattr(signal_module, "participant_of", lambda session: participant)
         sim.llm.default = RateLimited()
         session = make_session(sim, max_retry=0)
         guard(session, GuardPolicy(signal=FrontendSignal(on_tolerated=True, attribute=None)))
@@ -113,7 +112,7 @@ class TestPayload:
     async def test_signal_off(self, sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch) -> None:
         """signal=None publishes nothing."""
         participant = RecordingParticipant()
-        monkeypatch.setattr(guard_module, "participant_of", lambda session: participant)
+        monkeypatch.setattr(signal_module, "participant_of", lambda session: participant)
         sim.llm.default = Unauthorized()
         session = make_session(sim)
         g = guard(session, GuardPolicy(signal=None))

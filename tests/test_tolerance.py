@@ -8,10 +8,10 @@ from typing import Any
 from livekit.agents import CloseReason, llm
 from livekit.agents._exceptions import APIError
 
-from agent_guard import DEFAULT_ERROR_MESSAGE, Category, GuardPolicy, Kind, Reason, Tolerance, guard
+from agent_guard import Category, GuardPolicy, Kind, Reason, Tolerance, guard
+from agent_guard._policy import DEFAULT_ERROR_MESSAGE
 from agent_guard.testing import GatewaySimulator, HttpError, Reply, StreamError
-from tests.conftest import make_session, start
-from tests.test_guard import spoken, turn
+from tests.conftest import make_session, spoken, start, turn
 
 SERVER_ERROR = HttpError(status=500, body={"error": {"message": "boom", "type": "server_error"}})
 
@@ -28,8 +28,10 @@ class TestTolerance:
         """allow(2): two failing turns are tolerated, the third closes with the farewell."""
         sim.llm.default = SERVER_ERROR
         session = fast_session(sim)
-        g = guard(session, GuardPolicy(error_message="Bye for now.",
-                                       tolerances={Kind.LLM: Tolerance.allow(2)}))  # fmt: skip
+        g = guard(
+            session,
+            GuardPolicy(error_message="Bye for now.", tolerances={Kind.LLM: Tolerance.allow(2)}),
+        )
         await start(session)
         await turn(session, "one")
         await turn(session, "two")
@@ -97,12 +99,16 @@ class TestTolerance:
 
         def fail() -> None:
             # Through the real activity path: AgentActivity listens to the model's
-            # "error" and forwards it to the session (agent_activity.py:2225).
-            model.emit("error", llm.RealtimeModelError(
-                timestamp=0.0, label="test.realtime",
-                error=APIError("server_error", body={"type": "server_error"}, retryable=True),
-                recoverable=True,
-            ))  # fmt: skip
+            # "error" and forwards it to the session.
+            model.emit(
+                "error",
+                llm.RealtimeModelError(
+                    timestamp=0.0,
+                    label="test.realtime",
+                    error=APIError("server_error", body={"type": "server_error"}, retryable=True),
+                    recoverable=True,
+                ),
+            )
 
         fail()
         await asyncio.sleep(0.1)
@@ -126,10 +132,15 @@ class TestTolerance:
         await start(session)
         model = session.llm
         assert isinstance(model, llm.LLM)
-        model.emit("error", llm.RealtimeModelError(
-            timestamp=0.0, label="test.realtime", recoverable=False,
-            error=APIError("server_error", body={"type": "server_error"}, retryable=False),
-        ))  # fmt: skip
+        model.emit(
+            "error",
+            llm.RealtimeModelError(
+                timestamp=0.0,
+                label="test.realtime",
+                recoverable=False,
+                error=APIError("server_error", body={"type": "server_error"}, retryable=False),
+            ),
+        )
         async with asyncio.timeout(10):
             ev = await g.wait_closed()
         assert ev.reason is CloseReason.ERROR
@@ -182,23 +193,32 @@ class TestClientCancellations:
         from livekit.agents._exceptions import APIStatusError
         from livekit.plugins import openai
 
-        from agent_guard import DEFAULT_CLASSIFIERS
+        from agent_guard.classifiers import DEFAULT_CLASSIFIERS
         from tests.conftest import SECRET_KEY
 
         google_cancel = next(f for f in FIXTURES if f.id == "server_cancelled_499").error()
         assert isinstance(google_cancel, Exception)
         recognizer = openai.STT(base_url=sim.base_url, api_key=SECRET_KEY)
         session = make_session(sim, stt=recognizer)
-        g = guard(session, GuardPolicy(
-            classifiers=(*agent_guard_google.CLASSIFIERS, *DEFAULT_CLASSIFIERS),
-            tolerances={Kind.STT: Tolerance.fail_fast()},
-        ))  # fmt: skip
+        g = guard(
+            session,
+            GuardPolicy(
+                classifiers=(*agent_guard_google.CLASSIFIERS, *DEFAULT_CLASSIFIERS),
+                tolerances={Kind.STT: Tolerance.fail_fast()},
+            ),
+        )
         await start(session)
 
         def fail(error: Exception, label: str) -> None:
-            recognizer.emit("error", stt.STTError(
-                timestamp=0.0, label=label, error=error, recoverable=False,
-            ))  # fmt: skip
+            recognizer.emit(
+                "error",
+                stt.STTError(
+                    timestamp=0.0,
+                    label=label,
+                    error=error,
+                    recoverable=False,
+                ),
+            )
 
         fail(APIStatusError("Client closed request", status_code=499), recognizer.label)
         await asyncio.sleep(0.05)
@@ -215,7 +235,7 @@ class TestClientCancellations:
         assert g.decision.reason is Reason.TOLERANCE_EXCEEDED
 
     async def test_http_499_is_silent_upstream(self, sim: GatewaySimulator) -> None:
-        """livekit swallows an HTTP 499 before any error event (llm.py:331): nothing to count."""
+        """livekit swallows an HTTP 499 before any error event: nothing to count."""
         from agent_guard.testing import ClientCancelled
 
         sim.llm.default = ClientCancelled()

@@ -30,11 +30,12 @@ from typing import Any, Literal
 import pytest
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, CloseEvent, CloseReason, ErrorEvent, llm, stt
-from livekit.agents._exceptions import APIConnectionError, APIError, APIStatusError
+from livekit.agents._exceptions import APIError, APIStatusError
 from livekit.plugins import openai
 
-from agent_guard import DEFAULT_ERROR_MESSAGE, Guard, GuardPolicy, guard
+from agent_guard import Guard, GuardPolicy, guard
 from agent_guard._guard import MAX_VERDICTS
+from agent_guard._policy import DEFAULT_ERROR_MESSAGE
 from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,
@@ -43,11 +44,8 @@ from agent_guard.testing import (
     QuotaExceeded,
     Speech,
     Unauthorized,
-    openai_status_error,
-    openai_stream_error,
 )
-from tests.conftest import SECRET_KEY, make_session
-from tests.test_farewell import gateway_quota_error
+from tests.conftest import SECRET_KEY, client_cancel, gateway_quota_error, make_session, rate_limit
 
 #: Slack on top of farewell_timeout for the close itself (teardown, a loaded CI box).
 BOUND_MARGIN = 1.0
@@ -97,19 +95,6 @@ def gateway_quota(quota_type: str = "llm") -> APIError:
     return gateway_quota_error(quota_type)
 
 
-def rate_limit() -> APIStatusError:
-    """The gateway's transient RPM 429, as livekit's openai plugin emits it."""
-    return openai_status_error(429, json={
-        "type": "inference_quota_exceeded", "category": "MaxConcurrentGatewayLLMRpm",
-        "quota_type": "llm", "error": "request/min rate limit exceeded",
-    })  # fmt: skip
-
-
-def client_cancel() -> APIConnectionError:
-    """A mid-stream 499 as livekit emits it: the SSE error on ``__cause__``."""
-    return openai_stream_error({"message": "Client closed request", "code": 499}, retryable=True)
-
-
 def llm_error(error: Exception, *, recoverable: bool) -> llm.LLMError:
     return llm.LLMError(timestamp=time.time(), label="test", error=error, recoverable=recoverable)
 
@@ -136,30 +121,50 @@ async def llm_and_stt_at_once(run: Run) -> None:
     # Same tick: both terminal verdicts arrive before the teardown task ever runs.
     assert run.recognizer is not None
     run.model.emit("error", llm_error(gateway_quota(), recoverable=True))
-    run.recognizer.emit("error", stt.STTError(
-        timestamp=time.time(), label=run.recognizer.label, recoverable=False,
-        error=APIStatusError("Incorrect API key provided", status_code=401, body=None),
-    ))  # fmt: skip
+    run.recognizer.emit(
+        "error",
+        stt.STTError(
+            timestamp=time.time(),
+            label=run.recognizer.label,
+            recoverable=False,
+            error=APIStatusError("Incorrect API key provided", status_code=401, body=None),
+        ),
+    )
 
 
 async def realtime_quota(run: Run) -> None:
-    run.model.emit("error", llm.RealtimeModelError(
-        timestamp=time.time(), label="rt", recoverable=False, error=gateway_quota(),
-    ))  # fmt: skip
+    run.model.emit(
+        "error",
+        llm.RealtimeModelError(
+            timestamp=time.time(),
+            label="rt",
+            recoverable=False,
+            error=gateway_quota(),
+        ),
+    )
 
 
 async def realtime_gives_up_unclassified(run: Run) -> None:
     # OpenAI realtime's own fatal quota error (not the gateway's): livekit raises it with
     # the RealtimeError as body, emits recoverable=False once and stops reconnecting
-    # (llm/_realtime/openai.py:1066). The default chain has no OpenAI classifier.
-    run.model.emit("error", llm.RealtimeModelError(
-        timestamp=time.time(), label="livekit.plugins.openai.realtime.RealtimeModel",
-        recoverable=False,
-        error=APIError("OpenAI Realtime API returned an error", retryable=False, body={
-            "message": "You exceeded your current quota, please check your plan.",
-            "type": "insufficient_quota", "code": "insufficient_quota",
-        }),
-    ))  # fmt: skip
+    # The default chain has no OpenAI classifier.
+    run.model.emit(
+        "error",
+        llm.RealtimeModelError(
+            timestamp=time.time(),
+            label="livekit.plugins.openai.realtime.RealtimeModel",
+            recoverable=False,
+            error=APIError(
+                "OpenAI Realtime API returned an error",
+                retryable=False,
+                body={
+                    "message": "You exceeded your current quota, please check your plan.",
+                    "type": "insufficient_quota",
+                    "code": "insufficient_quota",
+                },
+            ),
+        ),
+    )
 
 
 async def errors_after_close(run: Run) -> None:
@@ -169,9 +174,13 @@ async def errors_after_close(run: Run) -> None:
     run.model.emit("error", llm_error(gateway_quota(), recoverable=False))
     # ...but the session's own emitter still reaches its listeners, the guard first.
     for _ in range(3):
-        run.session.emit("error", ErrorEvent(
-            error=llm_error(gateway_quota(), recoverable=False), source=run.model,
-        ))  # fmt: skip
+        run.session.emit(
+            "error",
+            ErrorEvent(
+                error=llm_error(gateway_quota(), recoverable=False),
+                source=run.model,
+            ),
+        )
     await asyncio.sleep(0.1)
 
 
@@ -272,40 +281,96 @@ def _storm_bounded(run: Run) -> None:
 
 
 FAULTS = [
-    Fault("tts_errors_during_farewell", one_turn, llm_default=QuotaExceeded(),
-          tts_default=HttpError(status=500, body={"error": "tts down"}), check=_fell_back),
-    Fault("tts_fails_after_first_sentence", one_turn, llm_default=QuotaExceeded(),
-          tts=(Speech(seconds=0.3),), tts_default=HttpError(status=503, body="overloaded"),
-          check=_fell_back),
-    Fault("tts_hangs_during_farewell", one_turn, llm_default=QuotaExceeded(),
-          tts_default=Hang(), policy=GuardPolicy(farewell_timeout=0.5), check=_timed_out),
-    Fault("recording_longer_than_bound", one_turn, llm_default=QuotaExceeded(),
-          policy=GuardPolicy(farewell_timeout=0.5, farewell_audio=(
-              rtc.AudioFrame(b"\x00\x00" * 480 * 100, 24000, 1, 480 * 100),)),
-          realtime_output=True, check=_timed_out),
-    Fault("recording_source_raises", one_turn, llm_default=QuotaExceeded(),
-          policy=GuardPolicy(farewell_timeout=2.0, farewell_audio=_two_frames_then_fail),
-          check=_not_completed),
+    Fault(
+        "tts_errors_during_farewell",
+        one_turn,
+        llm_default=QuotaExceeded(),
+        tts_default=HttpError(status=500, body={"error": "tts down"}),
+        check=_fell_back,
+    ),
+    Fault(
+        "tts_fails_after_first_sentence",
+        one_turn,
+        llm_default=QuotaExceeded(),
+        tts=(Speech(seconds=0.3),),
+        tts_default=HttpError(status=503, body="overloaded"),
+        check=_fell_back,
+    ),
+    Fault(
+        "tts_hangs_during_farewell",
+        one_turn,
+        llm_default=QuotaExceeded(),
+        tts_default=Hang(),
+        policy=GuardPolicy(farewell_timeout=0.5),
+        check=_timed_out,
+    ),
+    Fault(
+        "recording_longer_than_bound",
+        one_turn,
+        llm_default=QuotaExceeded(),
+        policy=GuardPolicy(
+            farewell_timeout=0.5,
+            farewell_audio=(rtc.AudioFrame(b"\x00\x00" * 480 * 100, 24000, 1, 480 * 100),),
+        ),
+        realtime_output=True,
+        check=_timed_out,
+    ),
+    Fault(
+        "recording_source_raises",
+        one_turn,
+        llm_default=QuotaExceeded(),
+        policy=GuardPolicy(farewell_timeout=2.0, farewell_audio=_two_frames_then_fail),
+        check=_not_completed,
+    ),
     Fault("no_audio_output", one_turn, llm_default=QuotaExceeded(), audio_output=False),
-    Fault("user_closes_mid_farewell", user_closes_mid_farewell, llm_default=QuotaExceeded(),
-          policy=GuardPolicy(), realtime_output=True, closer="user", check=_not_completed),
-    Fault("error_while_user_closing", error_while_user_closing, closer="user",
-          check=_no_farewell),
-    Fault("llm_quota_and_tts_401", one_turn, llm_default=QuotaExceeded(),
-          tts_default=Unauthorized(key=SECRET_KEY), check=_llm_decision_and_fell_back),
-    Fault("llm_quota_and_stt_401_same_tick", llm_and_stt_at_once, with_stt=True,
-          check=_decided_once_on_first),
-    Fault("tts_quota_with_custom_message", one_turn,
-          tts_default=QuotaExceeded(quota_type="tts"), error_type="tts_error",
-          policy=GuardPolicy(farewell_timeout=2.0, error_message=FAREWELL), farewell=FAREWELL),
-    Fault("realtime_quota_without_tts", realtime_quota, with_tts=False,
-          error_type="realtime_model_error"),
+    Fault(
+        "user_closes_mid_farewell",
+        user_closes_mid_farewell,
+        llm_default=QuotaExceeded(),
+        policy=GuardPolicy(),
+        realtime_output=True,
+        closer="user",
+        check=_not_completed,
+    ),
+    Fault("error_while_user_closing", error_while_user_closing, closer="user", check=_no_farewell),
+    Fault(
+        "llm_quota_and_tts_401",
+        one_turn,
+        llm_default=QuotaExceeded(),
+        tts_default=Unauthorized(key=SECRET_KEY),
+        check=_llm_decision_and_fell_back,
+    ),
+    Fault(
+        "llm_quota_and_stt_401_same_tick",
+        llm_and_stt_at_once,
+        with_stt=True,
+        check=_decided_once_on_first,
+    ),
+    Fault(
+        "tts_quota_with_custom_message",
+        one_turn,
+        tts_default=QuotaExceeded(quota_type="tts"),
+        error_type="tts_error",
+        policy=GuardPolicy(farewell_timeout=2.0, error_message=FAREWELL),
+        farewell=FAREWELL,
+    ),
+    Fault(
+        "realtime_quota_without_tts",
+        realtime_quota,
+        with_tts=False,
+        error_type="realtime_model_error",
+    ),
     Fault("errors_after_close", errors_after_close, llm_default=QuotaExceeded()),
-    Fault("realtime_gives_up_unclassified", realtime_gives_up_unclassified, with_tts=False,
-          error_type="realtime_model_error", timeout=3.0),
+    Fault(
+        "realtime_gives_up_unclassified",
+        realtime_gives_up_unclassified,
+        with_tts=False,
+        error_type="realtime_model_error",
+        timeout=3.0,
+    ),
     Fault("storm_of_1000_events", storm_of_1000, check=_storm_bounded),
     Fault("healthy_neighbour_session", two_sessions_one_failing),
-]  # fmt: skip
+]
 
 
 @pytest.fixture
@@ -378,8 +443,11 @@ async def test_fault(
     # 4. no guard task left behind
     gc.collect()
     await asyncio.sleep(0)
-    running = [t.get_name() for t in asyncio.all_tasks()
-               if t.get_name().startswith("agent_guard.") and not t.done()]  # fmt: skip
+    running = [
+        t.get_name()
+        for t in asyncio.all_tasks()
+        if t.get_name().startswith("agent_guard.") and not t.done()
+    ]
     assert running == []
     if fault.check is not None:
         fault.check(run)

@@ -118,11 +118,19 @@ async def rate_limit_with_key(
 
 def stt_401_echo(sim: GatewaySimulator, session: AgentSession[Any], recognizer: openai.STT) -> None:
     message = f"Incorrect API key provided: {OPENAI_KEY}."
-    recognizer.emit("error", stt.STTError(
-        timestamp=time.time(), label=recognizer.label, recoverable=False,
-        error=APIStatusError(message, status_code=401,
-                             body={"error": {"message": message, "code": "invalid_api_key"}}),
-    ))  # fmt: skip
+    recognizer.emit(
+        "error",
+        stt.STTError(
+            timestamp=time.time(),
+            label=recognizer.label,
+            recoverable=False,
+            error=APIStatusError(
+                message,
+                status_code=401,
+                body={"error": {"message": message, "code": "invalid_api_key"}},
+            ),
+        ),
+    )
 
 
 def realtime_hint_with_keys(
@@ -130,33 +138,58 @@ def realtime_hint_with_keys(
 ) -> None:
     model = session.llm
     assert isinstance(model, llm.LLM)
-    model.emit("error", llm.RealtimeModelError(
-        timestamp=time.time(), label="rt", recoverable=False,
-        error=APIError(f"quota for {GOOGLE_KEY}", retryable=False, body={
-            "type": "inference_quota_exceeded", "category": "MaxGatewayCredits",
-            "quota_type": "llm", "hint": f"Renew at https://x.example/?key={GOOGLE_KEY}",
-            "error": f"quota exceeded (Authorization: Bearer {BEARER})",
-        }),
-    ))  # fmt: skip
+    model.emit(
+        "error",
+        llm.RealtimeModelError(
+            timestamp=time.time(),
+            label="rt",
+            recoverable=False,
+            error=APIError(
+                f"quota for {GOOGLE_KEY}",
+                retryable=False,
+                body={
+                    "type": "inference_quota_exceeded",
+                    "category": "MaxGatewayCredits",
+                    "quota_type": "llm",
+                    "hint": f"Renew at https://x.example/?key={GOOGLE_KEY}",
+                    "error": f"quota exceeded (Authorization: Bearer {BEARER})",
+                },
+            ),
+        ),
+    )
 
 
 LEAKS = [
     Leak("llm_401_echoes_openai_key", OPENAI_KEY, llm_401_echo),
     Leak("tts_401_echoes_openai_key", OPENAI_KEY, tts_401_echo),
-    Leak("gateway_hint_with_openai_key", OPENAI_KEY,
-         _quota(hint=f"Top up: key {OPENAI_KEY} has no credits left.")),
-    Leak("gateway_message_with_bearer", BEARER,
-         _quota(message=f"credits exhausted for Authorization: Bearer {BEARER}, "
-                        "category: MaxGatewayCredits")),
-    Leak("gateway_hint_with_google_key", GOOGLE_KEY,
-         _quota(hint=f"Check https://console.example/billing?key={GOOGLE_KEY} now")),
-    Leak("gateway_hint_with_bare_token", HEX_TOKEN,
-         _quota(hint=f"Project token {HEX_TOKEN} is out of credits.")),
+    Leak(
+        "gateway_hint_with_openai_key",
+        OPENAI_KEY,
+        _quota(hint=f"Top up: key {OPENAI_KEY} has no credits left."),
+    ),
+    Leak(
+        "gateway_message_with_bearer",
+        BEARER,
+        _quota(
+            message=f"credits exhausted for Authorization: Bearer {BEARER}, "
+            "category: MaxGatewayCredits"
+        ),
+    ),
+    Leak(
+        "gateway_hint_with_google_key",
+        GOOGLE_KEY,
+        _quota(hint=f"Check https://console.example/billing?key={GOOGLE_KEY} now"),
+    ),
+    Leak(
+        "gateway_hint_with_bare_token",
+        HEX_TOKEN,
+        _quota(hint=f"Project token {HEX_TOKEN} is out of credits."),
+    ),
     Leak("rate_limit_message_with_key", OPENAI_KEY, rate_limit_with_key),
     Leak("stt_401_echoes_openai_key", OPENAI_KEY, stt_401_echo, stt=True),
     Leak("realtime_body_with_google_key", GOOGLE_KEY, realtime_hint_with_keys),
     Leak("realtime_body_with_bearer", BEARER, realtime_hint_with_keys),
-]  # fmt: skip
+]
 
 
 def _say_everything(v: Verdict) -> str:
@@ -167,9 +200,8 @@ def _say_everything(v: Verdict) -> str:
 POLICIES = {
     "default": lambda: GuardPolicy(farewell_timeout=2.0),
     "speak_hint": lambda: GuardPolicy(farewell_timeout=2.0, speak_hint=True),
-    "factory_says_detail": lambda: GuardPolicy(farewell_timeout=2.0,
-                                               error_message=_say_everything),
-}  # fmt: skip
+    "factory_says_detail": lambda: GuardPolicy(farewell_timeout=2.0, error_message=_say_everything),
+}
 
 
 class RecordingParticipant:

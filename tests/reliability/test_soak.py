@@ -32,7 +32,7 @@ from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,
 )
-from tests.reliability.test_faults import client_cancel, rate_limit
+from tests.conftest import client_cancel, rate_limit
 
 SESSIONS = 50
 EVENTS = 100
@@ -50,10 +50,14 @@ FAREWELL = (rtc.AudioFrame(b"\x00\x00" * 480, 24000, 1, 480),) * 5
 def credits() -> APIError:
     return APIError(
         "inference quota exceeded",
-        body={"type": "inference_quota_exceeded", "category": "MaxGatewayCredits",
-              "quota_type": "llm", "error": "quota exceeded, category: MaxGatewayCredits"},
+        body={
+            "type": "inference_quota_exceeded",
+            "category": "MaxGatewayCredits",
+            "quota_type": "llm",
+            "error": "quota exceeded, category: MaxGatewayCredits",
+        },
         retryable=False,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -103,9 +107,15 @@ async def one_session(
             error, recoverable = client_cancel(), False
         else:
             error, recoverable = rate_limit(), True
-        model.emit("error", llm.LLMError(
-            timestamp=time.time(), label="soak", error=error, recoverable=recoverable,
-        ))  # fmt: skip
+        model.emit(
+            "error",
+            llm.LLMError(
+                timestamp=time.time(),
+                label="soak",
+                error=error,
+                recoverable=recoverable,
+            ),
+        )
         if n % 25 == 0:
             await asyncio.sleep(0)
     if not terminal:
@@ -144,8 +154,11 @@ async def soak(
     assert len(guards) == 0, f"{len(guards)} of {SESSIONS} guards (and sessions) still alive"
     growth = samples[-1] - samples[0]
     assert growth < TOLERANCE, f"grew {growth / 1024:.0f} KB over {SESSIONS - WARMUP} sessions"
-    pending = [t.get_name() for t in asyncio.all_tasks()
-               if t.get_name().startswith("agent_guard.") and not t.done()]  # fmt: skip
+    pending = [
+        t.get_name()
+        for t in asyncio.all_tasks()
+        if t.get_name().startswith("agent_guard.") and not t.done()
+    ]
     assert pending == []
 
 

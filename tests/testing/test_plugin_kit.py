@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from livekit.agents import APIError, APIStatusError
 from livekit.plugins import openai
 
-from agent_guard import Category, ErrorFacts, Kind, QuotaInfo, Verdict
+from agent_guard import Category, Kind, Verdict
+from agent_guard.classifiers import ErrorFacts, QuotaInfo
 from agent_guard.testing import (
     FixtureServer,
     ProviderFixture,

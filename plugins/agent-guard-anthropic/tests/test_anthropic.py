@@ -17,8 +17,8 @@ from aiohttp import web
 from livekit.agents import APIStatusError
 from livekit.plugins import anthropic
 
-from agent_guard import DEFAULT_CLASSIFIERS, Category, Kind, classify
-from agent_guard.classifiers import facts_from
+from agent_guard import Category, Kind, classify
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS, facts_from
 from agent_guard.testing import (
     FixtureServer,
     assert_fixture_verdict,

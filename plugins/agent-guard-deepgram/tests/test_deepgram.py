@@ -8,7 +8,8 @@ from agent_guard_deepgram import classify as classify_only
 from agent_guard_deepgram.fixtures import API_KEY, FIXTURES, STT_LABEL, Fixture
 from livekit.agents import APIStatusError
 
-from agent_guard import DEFAULT_CLASSIFIERS, Category, Kind, classify
+from agent_guard import Category, Kind, classify
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS
 from agent_guard.testing import assert_fixture_verdict, check_classifier_is_total
 
 CHAIN = (*CLASSIFIERS, *DEFAULT_CLASSIFIERS)

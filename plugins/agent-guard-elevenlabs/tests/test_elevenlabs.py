@@ -12,7 +12,8 @@ from agent_guard_elevenlabs import classify as classify_only
 from agent_guard_elevenlabs.fixtures import API_KEY, FIXTURES, TTS_LABEL, Fixture
 from livekit.agents import APIError, APIStatusError
 
-from agent_guard import DEFAULT_CLASSIFIERS, Category, Kind, classify
+from agent_guard import Category, Kind, classify
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS
 from agent_guard.testing import assert_fixture_verdict, check_classifier_is_total
 
 CHAIN = (*CLASSIFIERS, *DEFAULT_CLASSIFIERS)

@@ -13,7 +13,8 @@ from agent_guard_google.fixtures import API_KEY, FIXTURES, LLM_LABEL, Fixture
 from google.genai import errors
 from livekit.agents import APIStatusError
 
-from agent_guard import DEFAULT_CLASSIFIERS, Category, Kind, classify
+from agent_guard import Category, Kind, classify
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS
 from agent_guard.testing import assert_fixture_verdict, check_classifier_is_total, raised
 
 CHAIN = (*CLASSIFIERS, *DEFAULT_CLASSIFIERS)

@@ -17,8 +17,8 @@ from agent_guard_openai.fixtures import API_KEY, FIXTURES, LLM_LABEL, Fixture
 from livekit.agents import APIError, APIStatusError
 from livekit.plugins import openai
 
-from agent_guard import DEFAULT_CLASSIFIERS, Category, Kind, classify
-from agent_guard.classifiers import facts_from
+from agent_guard import Category, Kind, classify
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS, facts_from
 from agent_guard.testing import (
     FixtureServer,
     assert_fixture_verdict,
