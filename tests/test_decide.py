@@ -32,7 +32,9 @@ def failure(
 
 
 def decider(clock: Clock | None = None, **tolerances: Tolerance) -> Decider:
-    merged = {kind: tolerances.get(kind.value, Tolerance()) for kind in Kind}
+    merged: dict[Kind | str, Tolerance] = {
+        kind: tolerances.get(kind.value, Tolerance()) for kind in Kind
+    }
     return Decider(merged, clock=clock or Clock())
 
 
@@ -149,7 +151,7 @@ class TestTickets:
 
     @pytest.mark.parametrize("kind", list(Kind))
     def test_stale_ticket_does_not_count(self, kind: Kind) -> None:
-        d = decider(**{kind.value: Tolerance.fail_fast()})
+        d = decider(None, **{kind.value: Tolerance.fail_fast()})
         # Realtime failures count when recoverable; the others when final.
         v = failure(kind, recoverable=kind is Kind.REALTIME)
         ticket = d.ticket(kind)
