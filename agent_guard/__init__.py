@@ -14,14 +14,6 @@ from importlib.metadata import PackageNotFoundError, version
 from agent_guard._classify import classify
 from agent_guard._errors import GuardError, PolicyError
 from agent_guard._facts import Classifier, ErrorFacts
-from agent_guard._fallback import (
-    DEFAULT_PROBE_BACKOFF,
-    AllFailedError,
-    FallbackLLM,
-    FallbackSTT,
-    FallbackTTS,
-    ProbeBackoff,
-)
 from agent_guard._farewell import DEFAULT_ERROR_MESSAGE, DEFAULT_FAREWELL_AUDIO, FarewellResult
 from agent_guard._guard import Decision, Guard, Reason, guard, guarded
 from agent_guard._hooks import Hook, VerdictCounter, log_verdict
@@ -47,16 +39,11 @@ __all__ = [
     "DEFAULT_CLASSIFIERS",
     "DEFAULT_ERROR_MESSAGE",
     "DEFAULT_FAREWELL_AUDIO",
-    "DEFAULT_PROBE_BACKOFF",
     "MAX_FAREWELL_TIMEOUT",
-    "AllFailedError",
     "Category",
     "Classifier",
     "Decision",
     "ErrorFacts",
-    "FallbackLLM",
-    "FallbackSTT",
-    "FallbackTTS",
     "Farewell",
     "FarewellAudio",
     "FarewellResult",
@@ -68,7 +55,6 @@ __all__ = [
     "Kind",
     "MessageFactory",
     "PolicyError",
-    "ProbeBackoff",
     "QuotaInfo",
     "Reason",
     "Tolerance",
