@@ -10,8 +10,8 @@ once behind agent_guard's ``FallbackLLM``/``FallbackTTS``, in a real room-less
 ``(carried_verdict, *DEFAULT_CLASSIFIERS)`` for both), whose models are the real openai
 plugins talking HTTP to one ``GatewaySimulator`` per provider. Session options are
 livekit's defaults (``max_retry=3``) except a short ``retry_interval``; the guarded
-adapters use the default :class:`~agent_guard._fallback.ProbeBackoff`. The caller pauses
-between turns, so that backoff-held probes get their chance as in a real call.
+adapters keep their default ``probe_backoff`` (1, 2, 4, ... s, at most 30). The caller
+pauses between turns, so that backoff-held probes get their chance as in a real call.
 
 Columns:
 
@@ -45,8 +45,8 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.plugins import openai
 
 from agent_guard import GuardPolicy, guard
-from agent_guard._fallback import FallbackLLM, FallbackTTS
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS, carried_verdict
+from agent_guard.fallback import FallbackLLM, FallbackTTS
 from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,

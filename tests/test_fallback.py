@@ -11,31 +11,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
+import inspect
+import math
 import pickle
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import structlog
+import tenacity
 from livekit import rtc
 from livekit.agents import AgentSession, APIConnectOptions, CloseReason, llm, stt, tts
 from livekit.agents._exceptions import APIConnectionError, APIStatusError
 from livekit.agents.language import LanguageCode
+from livekit.agents.llm.fallback_adapter import FallbackLLMStream
+from livekit.agents.stt.fallback_adapter import FallbackRecognizeStream
+from livekit.agents.tts.fallback_adapter import FallbackChunkedStream, FallbackSynthesizeStream
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.plugins import openai
 
 from agent_guard import Category, Guard, GuardPolicy, Kind, Reason, Verdict, classify, guard
-from agent_guard._fallback import (
-    AllFailedError,
-    FallbackLLM,
-    FallbackSTT,
-    FallbackTTS,
-    ProbeBackoff,
-)
 from agent_guard._policy import DEFAULT_ERROR_MESSAGE
-from agent_guard.classifiers import DEFAULT_CLASSIFIERS, carried_verdict
+from agent_guard.classifiers import carried_verdict
+from agent_guard.fallback import AllFailedError, FallbackLLM, FallbackSTT, FallbackTTS
+from agent_guard.fallback._llm import _GuardedLLMStream
+from agent_guard.fallback._stt import _GuardedRecognizeStream
+from agent_guard.fallback._tts import _GuardedChunkedStream, _GuardedSynthesizeStream
 from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,
@@ -49,8 +54,9 @@ from tests.conftest import SECRET_KEY, start
 TURN_TIMEOUT = 10.0
 #: Short enough to keep livekit's outer retries (max_retry=3) fast.
 CONN = APIConnectOptions(max_retry=3, retry_interval=0.01, timeout=5.0)
-POLICY = GuardPolicy(classifiers=(carried_verdict, *DEFAULT_CLASSIFIERS))
-FAST_PROBES = ProbeBackoff(initial=0.05, factor=2.0, maximum=0.05)
+#: The default classifiers, whose carried_verdict reads AllFailedError's combined verdict.
+POLICY = GuardPolicy()
+FAST_PROBES = tenacity.wait_fixed(0.05)
 MID_STREAM_499 = StreamError(after_chunks=1, body={"message": "Client closed request", "code": 499})
 
 
@@ -150,7 +156,10 @@ async def converse(
 
 
 async def llm_conversation(
-    gw: Gateways, *, guarded: bool, backoff: ProbeBackoff = FAST_PROBES
+    gw: Gateways,
+    *,
+    guarded: bool,
+    backoff: Callable[[tenacity.RetryCallState], float] = FAST_PROBES,
 ) -> tuple[Conversation, llm.FallbackAdapter]:
     instances = [openai_llm(gw.primary), openai_llm(gw.fallback)]
     adapter = (
@@ -309,14 +318,14 @@ class TestLLMServerError:
             conv, adapter = await llm_conversation(gw, guarded=True)
             assert isinstance(adapter, FallbackLLM)
             await conv.turn("one")
-            # livekit would probe right now (fallback_adapter.py:400); the backoff holds it.
+            # livekit would probe right now; the backoff holds it.
             assert gw.llm_requests() == (1, 1)
             primary = adapter.verdicts[0]
             assert primary is not None and primary.category is Category.SERVER_ERROR
             assert adapter.availability == (False, True)
 
             gw.primary.llm.default = Reply("From primary.")
-            await asyncio.sleep(0.1)  # past FAST_PROBES.initial
+            await asyncio.sleep(0.1)  # past FAST_PROBES
             await conv.turn("two")  # served by the fallback; starts the probe
             await conv.wait_for_change(2)
             await conv.turn("three")
@@ -438,26 +447,6 @@ class TestCombinedVerdict:
             AllFailedError("all failed", verdicts=[])
 
 
-class TestProbeBackoff:
-    def test_exponential_and_bounded(self) -> None:
-        backoff = ProbeBackoff(initial=1.0, factor=2.0, maximum=5.0)
-        assert [backoff.delay(n) for n in range(5)] == [0.0, 1.0, 2.0, 4.0, 5.0]
-        assert backoff.delay(10_000) == 5.0  # no OverflowError
-
-    @pytest.mark.parametrize(
-        "kwargs",
-        [{"initial": -1.0}, {"factor": 0.5}, {"maximum": float("inf")}, {"initial": 60.0}],
-    )
-    def test_rejects_nonsense(self, kwargs: dict[str, float]) -> None:
-        with pytest.raises(ValueError, match="ProbeBackoff"):
-            ProbeBackoff(**kwargs)
-
-    def test_adapters_reject_a_non_backoff(self) -> None:
-        instance = openai.LLM(base_url="http://127.0.0.1:9/v1", api_key=SECRET_KEY)
-        with pytest.raises(TypeError, match="probe_backoff"):
-            FallbackLLM([instance], probe_backoff=1.0)  # type: ignore[arg-type]
-
-
 # -- STT: scripted instances, livekit's real adapter loops and retry loops -------------
 
 Answer = str | Exception
@@ -571,7 +560,7 @@ class TestSTT:
     async def test_client_cancel_keeps_the_primary(
         self, path: Callable[[stt.STT[Any]], Awaitable[object]]
     ) -> None:
-        """livekit's STT does not swallow a 499 (stt/stt.py:256-275): stock marks the
+        """livekit's STT does not swallow a 499 (unlike LLM and TTS): stock marks the
         primary unavailable; guarded fails over for this request only, and sends no probe."""
         primary = ScriptedSTT("primary", client_closed(), default="from primary")
         fallback = ScriptedSTT("fallback", default="from fallback")
@@ -618,3 +607,237 @@ class TestSTT:
         assert error.verdict.category is Category.OVERLOADED and not error.verdict.terminal
         assert isinstance(error.__cause__, APIStatusError) and error.__cause__.status_code == 503
         await adapter.aclose()
+
+
+# -- probe_backoff: any tenacity wait strategy ------------------------------------------
+
+NOWHERE = "http://127.0.0.1:9/v1"
+
+
+def adapter_with(kind: Kind, backoff: Any) -> llm.LLM[Any] | tts.TTS[Any] | stt.STT[Any]:
+    """A guarded adapter of ``kind`` over instances that are never asked anything."""
+    if kind is Kind.LLM:
+        return FallbackLLM(
+            [openai.LLM(base_url=NOWHERE, api_key=SECRET_KEY)], probe_backoff=backoff
+        )
+    if kind is Kind.TTS:
+        voice = openai.TTS(base_url=NOWHERE, api_key=SECRET_KEY)
+        return FallbackTTS([voice], probe_backoff=backoff)
+    return FallbackSTT([ScriptedSTT("primary")], probe_backoff=backoff)
+
+
+def retry_state(attempt: int) -> tenacity.RetryCallState:
+    state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+    state.attempt_number = attempt
+    return state
+
+
+KINDS = [Kind.LLM, Kind.TTS, Kind.STT]
+
+
+class TestProbeBackoff:
+    """probe_backoff= takes tenacity waits, fed with each instance's failure streak."""
+
+    @pytest.mark.parametrize("adapter", [FallbackLLM, FallbackTTS, FallbackSTT])
+    def test_default_doubles_from_one_second_up_to_thirty(self, adapter: type[object]) -> None:
+        """1, 2, 4, ... s after the 1st, 2nd, 3rd consecutive failure, at most 30 s."""
+        default = inspect.signature(adapter).parameters["probe_backoff"].default
+        assert [default(retry_state(n)) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+        assert default(retry_state(10_000)) == 30  # no OverflowError
+
+    async def test_the_strategy_sees_the_failure_streak(self) -> None:
+        """attempt_number counts consecutive failures, probes included, and outcome holds
+        the failure; a served request (here a successful probe) starts a new streak."""
+        seen: list[tuple[int, int | None]] = []
+
+        def record(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome is not None else None
+            seen.append((state.attempt_number, getattr(error, "status_code", None)))
+            return 0  # probe at once, as livekit does
+
+        async def seen_count(count: int) -> None:
+            async with asyncio.timeout(5):
+                while len(seen) < count:
+                    await asyncio.sleep(0.01)
+
+        async with gateways() as gw:
+            gw.primary.llm.default = HttpError(status=500)
+            gw.fallback.llm.default = Reply("From fallback.")
+            conv, _ = await llm_conversation(gw, guarded=True, backoff=record)
+            await conv.turn("one")  # fails, then its probe at once
+            await seen_count(2)
+            await conv.turn("two")  # a probe
+            await seen_count(3)
+
+            gw.primary.llm.default = Reply("From primary.")
+            await conv.turn("three")  # the probe succeeds
+            await conv.wait_for_change(2)
+            gw.primary.llm.script(HttpError(status=500))
+            await conv.turn("four")  # fails again: a new streak, then a served probe
+            await conv.wait_for_change(4)
+            await conv.close()
+
+        assert seen == [(1, 500), (2, 500), (3, 500), (1, 500)]
+        assert conv.changes == [(0, False), (0, True), (0, False), (0, True)]
+
+    @pytest.mark.parametrize(
+        "broken",
+        [lambda _: 1 / 0, lambda _: math.nan, lambda _: -1.0, lambda _: "soon"],
+        ids=["raises", "nan", "negative", "not-a-number"],
+    )
+    async def test_a_broken_strategy_gives_way_to_the_default(
+        self, broken: Callable[[tenacity.RetryCallState], float]
+    ) -> None:
+        """Failover goes on, the failure is logged, and the default backoff (1 s after a
+        first failure) holds the probe that a zero wait would have sent at once."""
+        async with gateways() as gw:
+            gw.primary.llm.default = HttpError(status=500)
+            gw.fallback.llm.default = Reply("From fallback.")
+            with structlog.testing.capture_logs() as logs:
+                conv, adapter = await llm_conversation(gw, guarded=True, backoff=broken)
+                await conv.turn("one")
+                await asyncio.sleep(0.1)
+                await conv.close()
+
+            assert conv.replies() == ["From fallback."]
+            assert gw.llm_requests() == (1, 1)
+            assert isinstance(adapter, FallbackLLM)
+            assert adapter.availability == (False, True)
+            assert [e["event"] for e in logs].count("agent_guard.probe_backoff_failed") == 1
+
+    @pytest.mark.parametrize(
+        "value",
+        [1.0, 0, True, None, "exponential", tenacity.wait_exponential],
+        ids=["float", "int", "bool", "none", "str", "uninstantiated"],
+    )
+    @pytest.mark.parametrize("kind", KINDS, ids=str)
+    def test_rejects_what_is_not_a_wait_strategy(self, kind: Kind, value: object) -> None:
+        with pytest.raises(TypeError, match="probe_backoff must be a tenacity wait strategy"):
+            adapter_with(kind, value)
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            tenacity.wait_none(),
+            tenacity.wait_fixed(1) + tenacity.wait_random(0, 1),
+            tenacity.wait_chain(tenacity.wait_fixed(1), tenacity.wait_fixed(5)),
+            tenacity.wait_random_exponential(max=60),
+            lambda state: 2.0 * state.attempt_number,
+        ],
+        ids=["none", "combined", "chain", "random-exponential", "callable"],
+    )
+    @pytest.mark.parametrize("kind", KINDS, ids=str)
+    def test_accepts_any_tenacity_wait(self, kind: Kind, value: object) -> None:
+        adapter = adapter_with(kind, value)
+        assert adapter.label == f"agent_guard.fallback.Fallback{kind.value.upper()}"
+
+
+# -- Seams: the private livekit methods and attributes the adapters build on ------------
+
+#: (livekit's class, ours, what ours overrides that livekit's loops call by name).
+OVERRIDES: list[tuple[type[object], type[object], tuple[str, ...]]] = [
+    (FallbackLLMStream, _GuardedLLMStream, ("__init__", "_try_generate", "_try_recovery", "_run")),
+    (
+        FallbackChunkedStream,
+        _GuardedChunkedStream,
+        ("__init__", "_try_synthesize", "_try_recovery", "_run"),
+    ),
+    (
+        FallbackSynthesizeStream,
+        _GuardedSynthesizeStream,
+        ("__init__", "_try_synthesize", "_try_recovery", "_run"),
+    ),
+    (FallbackRecognizeStream, _GuardedRecognizeStream, ("__init__", "_try_recovery", "_run")),
+    (llm.FallbackAdapter, FallbackLLM, ("chat",)),
+    (tts.FallbackAdapter, FallbackTTS, ("synthesize", "stream")),
+    (
+        stt.FallbackAdapter,
+        FallbackSTT,
+        ("_try_recognize", "_try_recovery", "_recognize_impl", "emit", "stream", "aclose"),
+    ),
+]
+#: The adapters' own constructors: livekit's keywords, then ours.
+OUR_KEYWORDS = ["classifiers", "probe_backoff"]
+
+
+def shape(function: Callable[..., object]) -> tuple[str, list[tuple[str, object, object]]]:
+    """What a caller relies on: sync/async/generator, then each parameter's name, kind
+    and default."""
+    if inspect.isasyncgenfunction(function):
+        flavour = "async generator"
+    elif inspect.iscoroutinefunction(function):
+        flavour = "coroutine"
+    else:
+        flavour = "function"
+    parameters = inspect.signature(function).parameters.values()
+    return flavour, [(p.name, p.kind, p.default) for p in parameters]
+
+
+class TestSeams:
+    """What agent_guard.fallback overrides or reads, against the installed livekit-agents."""
+
+    @pytest.mark.parametrize(
+        ("upstream", "ours", "names"), OVERRIDES, ids=[o.__name__ for _, o, _ in OVERRIDES]
+    )
+    def test_each_override_matches_livekit(
+        self, upstream: type[object], ours: type[object], names: tuple[str, ...]
+    ) -> None:
+        """Every overridden method still exists upstream with the very same shape, so
+        livekit's loops still call ours, with the arguments ours passes on."""
+        for name in names:
+            assert name in vars(ours), f"{ours.__name__}.{name} is listed but not overridden"
+            original = getattr(upstream, name, None)
+            assert original is not None, f"livekit {upstream.__qualname__}.{name} is gone"
+            assert shape(vars(ours)[name]) == shape(original), f"{upstream.__qualname__}.{name}"
+
+    @pytest.mark.parametrize(
+        ("upstream", "ours", "names"), OVERRIDES, ids=[o.__name__ for _, o, _ in OVERRIDES]
+    )
+    def test_no_override_is_left_out(
+        self, upstream: type[object], ours: type[object], names: tuple[str, ...]
+    ) -> None:
+        """The table above lists every livekit method the guarded classes replace."""
+        replaced = {
+            name
+            for name, value in vars(ours).items()
+            if callable(value) and hasattr(upstream, name) and not name.startswith("__")
+        }
+        assert replaced <= set(names)
+
+    @pytest.mark.parametrize(
+        "pair",
+        [
+            (llm.FallbackAdapter, FallbackLLM),
+            (tts.FallbackAdapter, FallbackTTS),
+            (stt.FallbackAdapter, FallbackSTT),
+        ],
+        ids=["llm", "tts", "stt"],
+    )
+    def test_constructors_are_drop_in(self, pair: tuple[type[object], type[object]]) -> None:
+        """Ours take exactly livekit's parameters, then classifiers= and probe_backoff=."""
+        upstream, ours = pair
+        _, theirs = shape(vars(upstream)["__init__"])
+        _, mine = shape(vars(ours)["__init__"])
+        assert [p[:2] for p in mine] == [p[:2] for p in theirs] + [
+            (name, inspect.Parameter.KEYWORD_ONLY) for name in OUR_KEYWORDS
+        ]
+        assert [p[2] for p in mine[: len(theirs)]] == [p[2] for p in theirs]
+
+    def test_the_private_attributes_read_exist(self) -> None:
+        """The instance lists and per-instance ``available`` flags, and STT's availability
+        event (read in FallbackSTT.emit)."""
+        llms = [openai.LLM(base_url=NOWHERE, api_key=SECRET_KEY) for _ in range(2)]
+        voices = [openai.TTS(base_url=NOWHERE, api_key=SECRET_KEY) for _ in range(2)]
+        stts = [ScriptedSTT("primary"), ScriptedSTT("fallback")]
+        adapters: list[tuple[Any, list[Any], str]] = [
+            (FallbackLLM(list(llms)), llms, "_llm_instances"),
+            (FallbackTTS(list(voices)), voices, "_tts_instances"),
+            (FallbackSTT(list(stts), **STT_KW), stts, "_stt_instances"),
+        ]
+        for adapter, instances, attribute in adapters:
+            known = getattr(adapter, attribute)
+            assert len(known) == len(instances)
+            assert all(a is b for a, b in zip(known, instances, strict=True))
+            assert [status.available for status in adapter._status] == [True, True]
+        fields = {f.name for f in dataclasses.fields(stt.AvailabilityChangedEvent)}
+        assert fields == {"stt", "available"}
