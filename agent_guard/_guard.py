@@ -173,14 +173,25 @@ class Guard:
 
     def _handle_error(self, ev: ErrorEvent) -> None:
         err = ev.error
-        kind = kind_of(err)
-        if kind is None:
+        if kind_of(err) is None:
             return  # e.g. InterruptionDetectionError: livekit never closes on those
         # The guard owns the decision: with recoverable=True, AgentSession._on_error never
         # counts this error nor closes on it, realtime errors included. livekit's own
         # flag is remembered first.
         livekit_recoverable = bool(err.recoverable)
         err.recoverable = True
+        self._observe(err, recoverable=livekit_recoverable)
+
+    def _observe(self, err: Any, *, recoverable: bool) -> None:
+        """One failure enters the data path: classify, hooks, then decide.
+
+        ``err`` is livekit's error model (``LLMError``, ``STTError``, ``TTSError``,
+        ``RealtimeModelError``); ``recoverable`` is livekit's flag as emitted. Every
+        failure the guard acts on comes through here.
+        """
+        kind = kind_of(err)
+        if kind is None:
+            return
         if self._decider.decision is not None and kind is Kind.TTS:
             self._tts_failed.set()
         verdict = classify(
@@ -188,7 +199,7 @@ class Guard:
             kind=kind,
             classifiers=self._policy.classifiers,
             label=getattr(err, "label", None),
-            recoverable=livekit_recoverable,
+            recoverable=recoverable,
         )
         ticket = self._decider.ticket(kind)
         self._hooks.run(verdict, lambda v: self._conclude(v, err, ticket), self._spawn)
