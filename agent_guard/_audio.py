@@ -1,9 +1,12 @@
-"""Farewell audio: decoding files completely, and the two per-worker caches.
+"""Farewell audio: decoding files as they play, and the two per-worker caches.
 
-Decoding on the failure path would add latency exactly when the caller is waiting, so
-files are decoded ahead (:func:`preload`) and kept per worker, keyed by (path, mtime,
-size); farewells synthesised while TTS was healthy are kept per (text, voice)
-(:func:`presynthesize`). Both caches are bounded.
+Files are decoded in a worker thread a second at a time, so the first frame of even a
+long recording is ready in milliseconds, and a busy event loop never waits for a whole
+file. A file decoded completely (by :func:`preload` ahead of any failure, or by a
+playback that ran to its end) is kept per worker, keyed by (path, mtime, size) and
+bounded by bytes; it stays playable if the file is deleted or becomes unreadable later.
+Farewells synthesised while TTS was healthy are kept per (text, voice)
+(:func:`presynthesize`), bounded by bytes too.
 """
 
 from __future__ import annotations
@@ -11,29 +14,69 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 from livekit import rtc
-from livekit.agents import tts
+from livekit.agents import APIConnectOptions, tts
 
 from agent_guard._log import log
-from agent_guard._policy import FarewellAudio
 
-__all__ = ["load_audio", "preload", "presynthesize", "presynthesized"]
+if TYPE_CHECKING:
+    from agent_guard._policy import FarewellAudio
+
+__all__ = [
+    "DECODED_MAX_BYTES",
+    "PRESYNTH_MAX_BYTES",
+    "check_file",
+    "load_audio",
+    "preload",
+    "presynthesize",
+    "presynthesized",
+]
 
 _FRAME_MS = 20
+#: Frames handed over per trip to the decoding thread (one second of audio).
+_CHUNK_FRAMES = 50
+#: Packets :func:`check_file` may read before it must have found audio.
+_CHECK_PACKETS = 64
+
+#: Bound of the decoded-file cache, in bytes of PCM (a 60 s 48 kHz mono file is 5.8 MB).
+DECODED_MAX_BYTES = 16 * 1024 * 1024
 _DECODED: OrderedDict[tuple[str, int, int], tuple[rtc.AudioFrame, ...]] = OrderedDict()
-_DECODED_MAX = 16
+# The newest cached key of each path: a deleted or replaced file still plays what it held.
+_BY_PATH: dict[str, tuple[str, int, int]] = {}
+
+
+def check_file(path: Path) -> str | None:
+    """Why ``path`` cannot be played as a farewell, or ``None`` when it can.
+
+    Opens the file and decodes until the first audio samples (a few packets), so a
+    missing, empty, corrupt, non-audio or header-only file is caught when the policy is
+    built rather than when a caller is waiting.
+    """
+    if not path.is_file():
+        return "no such file"
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return "it has no audio stream"
+            for n, frame in enumerate(container.decode(audio=0)):
+                if frame.samples > 0:
+                    return None
+                if n >= _CHECK_PACKETS:
+                    break
+    except Exception as e:
+        return f"it does not decode ({type(e).__name__})"
+    return "it holds no audio samples"
 
 
 async def load_audio(audio: FarewellAudio) -> AsyncIterable[rtc.AudioFrame]:
     """A fresh async iterable of frames for one playback of ``audio``."""
     if isinstance(audio, str | os.PathLike):
-        frames = await _decode_file(Path(audio))
-        return _iterate(frames)
+        return _file_frames(Path(audio))
     if isinstance(audio, AsyncIterable):
         return audio
     if callable(audio):
@@ -42,9 +85,10 @@ async def load_audio(audio: FarewellAudio) -> AsyncIterable[rtc.AudioFrame]:
 
 
 async def preload(audio: FarewellAudio | None) -> None:
-    """Decode a farewell file ahead of time (no-op for other sources)."""
+    """Decode a farewell file completely ahead of time (no-op for other sources)."""
     if isinstance(audio, str | os.PathLike):
-        await _decode_file(Path(audio))
+        async for _ in _file_frames(Path(audio)):
+            pass
 
 
 async def _iterate(frames: Sequence[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
@@ -52,55 +96,124 @@ async def _iterate(frames: Sequence[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioF
         yield frame
 
 
-def _file_key(path: Path) -> tuple[str, int, int]:
-    st = path.stat()
-    return (str(path.resolve()), st.st_mtime_ns, st.st_size)
-
-
-async def _decode_file(path: Path) -> tuple[rtc.AudioFrame, ...]:
-    # A stat() is microseconds; it keeps the cache honest when the file is replaced.
-    key = _file_key(path)
-    if (cached := _DECODED.get(key)) is not None:
+def _cached(path: Path) -> tuple[tuple[str, int, int] | None, tuple[rtc.AudioFrame, ...] | None]:
+    """The file's cache key now (``None`` if it cannot be read) and its cached frames."""
+    name = str(path.resolve())
+    try:
+        st = path.stat()
+    except OSError:
+        # Deleted (or unreadable) after it was decoded: play what it held.
+        known = _BY_PATH.get(name)
+        return None, (_DECODED.get(known) if known is not None else None)
+    key = (name, st.st_mtime_ns, st.st_size)
+    frames = _DECODED.get(key)
+    if frames is not None:
         _DECODED.move_to_end(key)
-        return cached
-    frames = await asyncio.to_thread(_decode, path)
-    if not frames:
+    return key, frames
+
+
+async def _file_frames(path: Path) -> AsyncIterator[rtc.AudioFrame]:
+    key, cached = _cached(path)
+    if cached is not None:
+        for frame in cached:
+            yield frame
+        return
+    decoder = _Decoder(path)
+    kept: list[rtc.AudioFrame] | None = []
+    size = 0
+    try:
+        while True:
+            chunk = await asyncio.to_thread(decoder.next_chunk)
+            if not chunk:
+                break
+            if kept is not None:
+                size += sum(len(f.data) for f in chunk) * 2
+                if size > DECODED_MAX_BYTES:
+                    kept = None  # too large to keep: decoded again on each playback
+                else:
+                    kept.extend(chunk)
+            for frame in chunk:
+                yield frame
+    finally:
+        decoder.close()
+    if not decoder.produced:
         raise ValueError(f"farewell audio file holds no audio: {path}")
+    if kept is not None and key is not None:
+        _store(key, tuple(kept))
+
+
+def _store(key: tuple[str, int, int], frames: tuple[rtc.AudioFrame, ...]) -> None:
     _DECODED[key] = frames
-    while len(_DECODED) > _DECODED_MAX:
-        _DECODED.popitem(last=False)
-    return frames
+    _BY_PATH[key[0]] = key
+    while _decoded_bytes() > DECODED_MAX_BYTES and len(_DECODED) > 1:
+        old, _ = _DECODED.popitem(last=False)
+        if _BY_PATH.get(old[0]) == old:
+            del _BY_PATH[old[0]]
 
 
-def _decode(path: Path) -> tuple[rtc.AudioFrame, ...]:
-    """Decode any format PyAV reads to 16-bit mono frames of 20 ms, completely.
+def _decoded_bytes() -> int:
+    return sum(len(f.data) * 2 for frames in _DECODED.values() for f in frames)
+
+
+class _Decoder:
+    """Decodes any format PyAV reads to 16-bit mono 20 ms frames, a chunk per call.
 
     livekit's ``audio_frames_from_file`` drops the end of a file (64 ms of a WAV, up to
     96 ms of a FLAC, measured) because its resampler is never flushed. Decoding with
     PyAV directly and flushing the resampler keeps every sample, which matters for a
-    farewell whose last word is "goodbye".
+    farewell whose last word is "goodbye". Calls come from worker threads, one at a time.
     """
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            raise ValueError(f"farewell audio file has no audio stream: {path}")
-        rate = container.streams.audio[0].rate or 48000
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-        pcm = bytearray()
-        for frame in container.decode(audio=0):
-            for out in resampler.resample(frame):
-                pcm += out.to_ndarray().tobytes()
-        for out in resampler.resample(None):
-            pcm += out.to_ndarray().tobytes()
-    step = rate * _FRAME_MS // 1000 * 2
-    return tuple(
-        rtc.AudioFrame(
-            data=bytes(pcm[i : i + step]),
-            sample_rate=rate,
-            num_channels=1,
-            samples_per_channel=len(pcm[i : i + step]) // 2,
-        )
-        for i in range(0, len(pcm) - 1, step)
-    )
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._container: Any = None
+        self._frames: Iterator[Any] | None = None
+        self._resampler: Any = None
+        self._rate = 48000
+        self._pcm = bytearray()
+        self._done = False
+        self.produced = False
+
+    def _open(self) -> None:
+        self._container = av.open(str(self._path))
+        if not self._container.streams.audio:
+            raise ValueError(f"farewell audio file has no audio stream: {self._path}")
+        self._rate = self._container.streams.audio[0].rate or 48000
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=self._rate)
+        self._frames = iter(self._container.decode(audio=0))
+
+    def next_chunk(self) -> list[rtc.AudioFrame]:
+        if self._container is None:
+            self._open()
+        assert self._frames is not None
+        step = self._rate * _FRAME_MS // 1000 * 2
+        want = step * _CHUNK_FRAMES
+        while not self._done and len(self._pcm) < want:
+            frame = next(self._frames, None)
+            if frame is None:
+                self._done = True
+                for out in self._resampler.resample(None):
+                    self._pcm += out.to_ndarray().tobytes()
+                break
+            for out in self._resampler.resample(frame):
+                self._pcm += out.to_ndarray().tobytes()
+        cut = len(self._pcm) if self._done else (len(self._pcm) // step) * step
+        pcm, self._pcm = bytes(self._pcm[:cut]), self._pcm[cut:]
+        chunk = [
+            rtc.AudioFrame(
+                data=pcm[i : i + step],
+                sample_rate=self._rate,
+                num_channels=1,
+                samples_per_channel=len(pcm[i : i + step]) // 2,
+            )
+            for i in range(0, len(pcm) - 1, step)
+        ]
+        self.produced = self.produced or bool(chunk)
+        return chunk
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
 
 
 # -- pre-synthesis ------------------------------------------------------------------------
@@ -116,6 +229,12 @@ def _voice_key(engine: tts.TTS[Any], text: str) -> tuple[str, ...]:
     # one model must not share a cache entry, so include it when it can be found.
     voice = getattr(getattr(engine, "_opts", None), "voice", None)
     return (text, engine.provider, engine.model, engine.label, str(voice))
+
+
+# One request per text: a presynthesis failure is reported like any TTS failure (a dead
+# key ends the session at start, with the packaged recording), and retries would only
+# spend more of a quota that may be the problem.
+_ONE_ATTEMPT = APIConnectOptions(max_retry=0)
 
 
 def presynthesized(engine: tts.TTS[Any], text: str) -> tuple[rtc.AudioFrame, ...] | None:
@@ -136,17 +255,20 @@ async def presynthesize(engine: tts.TTS[Any], texts: Sequence[str], *, limit: fl
         if presynthesized(engine, text) is not None:
             continue
         try:
-            async with asyncio.timeout(limit), engine.synthesize(text) as stream:
+            async with (
+                asyncio.timeout(limit),
+                engine.synthesize(text, conn_options=_ONE_ATTEMPT) as stream,
+            ):
                 frames = tuple([ev.frame async for ev in stream])
         except Exception as e:
             log.warning("agent_guard.presynthesis_failed", error_type=type(e).__name__)
             return
         if frames:
-            _store(_voice_key(engine, text), frames)
+            _store_presynthesized(_voice_key(engine, text), frames)
             log.debug("agent_guard.presynthesized", chars=len(text), frames=len(frames))
 
 
-def _store(key: tuple[str, ...], frames: tuple[rtc.AudioFrame, ...]) -> None:
+def _store_presynthesized(key: tuple[str, ...], frames: tuple[rtc.AudioFrame, ...]) -> None:
     _PRESYNTH[key] = frames
     while sum(len(f.data) * 2 for fs in _PRESYNTH.values() for f in fs) > PRESYNTH_MAX_BYTES:
         _PRESYNTH.popitem(last=False)

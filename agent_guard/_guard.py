@@ -12,7 +12,7 @@ import asyncio
 import collections
 import contextlib
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from livekit.agents import AgentSession, CloseEvent, ErrorEvent
@@ -61,7 +61,7 @@ def guard(session: AgentSession[Any], policy: GuardPolicy | None = None) -> Guar
 
     ``policy=None`` means the worker-wide policy of :func:`agent_guard.install`, or the
     default one. Calling it again for the same session returns the same guard when
-    ``policy`` is ``None`` or the same policy, and raises :class:`GuardError` otherwise.
+    ``policy`` is ``None`` or an equal policy, and raises :class:`GuardError` otherwise.
     """
     if not isinstance(session, AgentSession):
         raise TypeError(f"guard() expects a livekit AgentSession, got {type(session).__name__}")
@@ -69,7 +69,7 @@ def guard(session: AgentSession[Any], policy: GuardPolicy | None = None) -> Guar
         raise TypeError(f"policy must be a GuardPolicy, got {type(policy).__name__}")
     existing = _GUARDS.get(session)
     if existing is not None:
-        if policy is None or policy is existing.policy:
+        if policy is None or policy == existing.policy:
             return existing
         raise GuardError("this session is already guarded with a different policy")
     if _seams.has_started(session):
@@ -96,20 +96,29 @@ class Guard:
         self._policy = policy
         self._verdicts: collections.deque[Verdict] = collections.deque(maxlen=MAX_VERDICTS)
         self._decider = Decider(policy.tolerances)
-        self._hooks = HookChain(policy.hooks)
+        self._hooks = HookChain(policy.hooks, timeout=policy.hook_timeout)
         self._farewell: FarewellResult | None = None
         self._teardown: asyncio.Task[None] | None = None
+        # A decision made before start() waits for it: there is nothing to close yet.
+        self._deferred: tuple[Decision, Any] | None = None
         self._close_event: CloseEvent | None = None
         self._closed = asyncio.Event()
         # Set when TTS fails after the decision: the synthesised farewell is then inaudible.
         self._tts_failed = asyncio.Event()
+        # Undone when a closed session is started again.
+        self._undo: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         # Work ahead of any failure (preload, presynthesis): cancelled on close.
         self._preparing: set[asyncio.Task[None]] = set()
         self._prepared = False
-        # Registration order matters: livekit runs "error" listeners in order, and this
-        # one must see (and mutate) each error before anyone else.
-        session.on("error", self._on_error)
+        # Tolerated failures signalled to the frontend: one publication at a time, the
+        # latest waiting (a storm of retries is not a storm of room calls).
+        self._signalling: asyncio.Task[None] | None = None
+        self._signal_next: Verdict | None = None
+        if not _seams.intercept_errors(session, self._on_model_error):
+            # No seam: a first-registered listener (livekit runs them in order, before the
+            # built-in counter) that flips the shared flag.
+            session.on("error", self._on_error_event)
         session.on("close", self._on_close)
         session.on("agent_state_changed", self._on_agent_state)
         session.on("user_input_transcribed", self._on_transcript)
@@ -161,26 +170,34 @@ class Guard:
         assert self._close_event is not None
         return self._close_event
 
-    # -- livekit listeners (synchronous, must never raise) ---------------------------
+    # -- where failures come in (inside the model's task: must never raise) ----------
 
-    def _on_error(self, ev: ErrorEvent) -> None:
+    def _on_model_error(self, error: Any) -> None:
+        """A failure a livekit model reported, after the app's listeners saw it as is."""
         try:
-            self._handle_error(ev)
-        except Exception as e:
-            # A TypeError escaping a listener breaks livekit's retry loop: swallow
-            # everything. Not log.exception: the traceback could carry provider text.
+            if kind_of(error) is not None:
+                self._observe(error, recoverable=bool(error.recoverable))
+        except (Exception, asyncio.CancelledError) as e:
+            # Anything escaping here unwinds the model's retry loop (and a TypeError
+            # escaping a listener does too). Not log.exception: the traceback could
+            # carry provider text.
             log.error("agent_guard.guard_failed", error_type=type(e).__name__)
 
-    def _handle_error(self, ev: ErrorEvent) -> None:
-        err = ev.error
-        if kind_of(err) is None:
-            return  # e.g. InterruptionDetectionError: livekit never closes on those
-        # The guard owns the decision: with recoverable=True, AgentSession._on_error never
-        # counts this error nor closes on it, realtime errors included. livekit's own
-        # flag is remembered first.
-        livekit_recoverable = bool(err.recoverable)
-        err.recoverable = True
-        self._observe(err, recoverable=livekit_recoverable)
+    def _on_error_event(self, ev: ErrorEvent) -> None:
+        """The fallback entry, without the seam: a listener on the session's "error"."""
+        try:
+            err = ev.error
+            if kind_of(err) is None or err is self._reemitted:
+                return
+            # With recoverable=True, AgentSession._on_error never counts this error nor
+            # closes on it. livekit's own flag is remembered first.
+            livekit_recoverable = bool(err.recoverable)
+            err.recoverable = True
+            self._observe(err, recoverable=livekit_recoverable)
+        except (Exception, asyncio.CancelledError) as e:
+            log.error("agent_guard.guard_failed", error_type=type(e).__name__)
+
+    _reemitted: Any = None
 
     def _observe(self, err: Any, *, recoverable: bool) -> None:
         """One failure enters the data path: classify, hooks, then decide.
@@ -202,9 +219,11 @@ class Guard:
             recoverable=recoverable,
         )
         ticket = self._decider.ticket(kind)
-        self._hooks.run(verdict, lambda v: self._conclude(v, err, ticket), self._spawn)
+        self._hooks.run(verdict, lambda v: self._conclude(v, err, ticket, recoverable), self._spawn)
 
-    def _conclude(self, verdict: Verdict, error: Any, ticket: int) -> None:
+    def _conclude(
+        self, verdict: Verdict, error: Any, ticket: int, emitted_recoverable: bool
+    ) -> None:
         self._verdicts.append(verdict)
         if self._close_event is not None:
             return
@@ -212,17 +231,52 @@ class Guard:
         if decision is None:
             self._signal_tolerated(verdict)
             return
-        # The CloseEvent carries livekit's error model with its real flag back.
-        trigger = error.model_copy(update={"recoverable": False})
-        log.warning(
-            "agent_guard.closing",
-            reason=decision.reason.value,
-            kind=verdict.kind.value,
-            category=verdict.category.value,
-        )
+        self._decided(decision, error, emitted_recoverable)
+
+    def _decided(self, decision: Decision, error: Any, emitted_recoverable: bool) -> None:
+        """From the decision to the teardown: nothing here may prevent the close."""
+        try:
+            # The CloseEvent carries livekit's error model with its real flag back.
+            trigger = error.model_copy(update={"recoverable": False})
+        except Exception:
+            trigger = error
+        session = self._session_ref()
+        if session is None:
+            return
+        if _seams.has_started(session):
+            self._start_teardown(session, decision, trigger)
+        else:
+            self._deferred = (decision, trigger)
+        verdict = decision.verdict
+        with contextlib.suppress(Exception):
+            log.warning(
+                "agent_guard.closing",
+                reason=decision.reason.value,
+                kind=verdict.kind.value,
+                category=verdict.category.value,
+            )
+        if emitted_recoverable:
+            # The app's listeners saw this error as a retry attempt (livekit's flag); the
+            # session now ends on it, so they see it once more, final, before the close.
+            self._reemitted = trigger
+            with contextlib.suppress(Exception):
+                source = _seams.model_of(session, verdict.kind.value)
+                session.emit("error", ErrorEvent(error=trigger, source=source))
+
+    def _start_teardown(self, session: AgentSession[Any], decision: Decision, trigger: Any) -> None:
+        self._deferred = None
+        with contextlib.suppress(Exception):
+            if session.input.audio is not None and session.input.audio_enabled:
+                # No new caller turns while the farewell plays: each would start another
+                # generation against the provider that just failed.
+                session.input.set_audio_enabled(False)
+                self._undo.append(lambda: session.input.set_audio_enabled(True))
+        with contextlib.suppress(Exception):
+            # And none that slips through (a tool, a timer, generate_reply) reaches it.
+            self._undo.append(_seams.silence_llm(session))
         self._teardown = self._spawn(
             teardown(
-                self.session,
+                session,
                 decision,
                 trigger,
                 policy=self._policy,
@@ -234,20 +288,28 @@ class Guard:
 
     def _signal_tolerated(self, verdict: Verdict) -> None:
         signal = self._policy.signal
-        if (
-            self._decider.decision is None
-            and signal is not None
-            and signal.on_tolerated
-            and verdict.counts
-            and (participant := _signal.participant_of(self.session)) is not None
-        ):
-            self._spawn(signal.publish(participant, verdict, closing=False))
+        if signal is None or not signal.on_tolerated or not verdict.counts:
+            return
+        if self._signalling is not None and not self._signalling.done():
+            self._signal_next = verdict  # coalesced: only the latest waits
+            return
+        if (participant := _signal.participant_of(self.session)) is not None:
+            self._signalling = self._spawn(self._publish_tolerated(participant, verdict))
+
+    async def _publish_tolerated(self, participant: Any, verdict: Verdict | None) -> None:
+        signal = self._policy.signal
+        while verdict is not None and signal is not None and self._decider.decision is None:
+            await signal.publish(participant, verdict, closing=False)
+            verdict, self._signal_next = self._signal_next, None
 
     def _set_farewell(self, result: FarewellResult) -> None:
         self._farewell = result
 
+    # -- the session's life -----------------------------------------------------------
+
     def _on_agent_state(self, ev: Any) -> None:
-        if self._close_event is not None and _seams.has_started(self.session):
+        session = self.session
+        if self._close_event is not None and _seams.has_started(session):
             self._new_run()
         if not self._prepared:
             # The first state change comes from session.start(): a loop is running and
@@ -255,6 +317,8 @@ class Guard:
             # guard(), called before start(), cannot rely on.
             self._prepared = True
             self._prepare()
+        if self._deferred is not None and _seams.has_started(session):
+            self._start_teardown(session, *self._deferred)
         # Success for llm/tts/realtime = the agent actually started speaking (livekit
         # resets its own llm/tts counters at the same point).
         if getattr(ev, "new_state", None) == "speaking":
@@ -268,8 +332,7 @@ class Guard:
 
     def _on_speech_created(self, ev: Any) -> None:
         # After the decision, only the farewell may speak. A reply started now (the
-        # caller talking over the farewell, a tool, a timer) would run a new generation
-        # against the provider that just failed, with all its retries.
+        # caller talking over the farewell, a tool, a timer) must not be heard.
         if self._decider.decision is None or asyncio.current_task() is self._teardown:
             return  # no decision yet, or this is the farewell, created by the teardown
         handle = getattr(ev, "speech_handle", None)
@@ -281,14 +344,19 @@ class Guard:
         """The session was started again after a close: decide afresh.
 
         livekit supports restarting a closed session and resets its own counters on
-        close; the verdict history is kept.
+        close; the verdict history is kept, and what the teardown switched off (the
+        caller's audio, the LLM) is switched back on.
         """
         self._decider.reset()
         self._teardown = None
+        self._deferred = None
         self._farewell = None
         self._close_event = None
         self._closed.clear()
         self._tts_failed.clear()
+        while self._undo:
+            with contextlib.suppress(Exception):
+                self._undo.pop()()
 
     def _on_close(self, ev: CloseEvent) -> None:
         self._close_event = ev
@@ -304,7 +372,8 @@ class Guard:
         work: list[Coroutine[Any, Any, None]] = []
         if policy.farewell_audio is not None:
             work.append(preload(policy.farewell_audio))
-        if policy.presynthesize and (engine := _seams.speaking_tts(self.session)) is not None:
+        elif policy.presynthesize and (engine := _seams.speaking_tts(self.session)) is not None:
+            # With farewell_audio set, the recording is what plays: no TTS request for it.
             work.append(presynthesize(engine, static_texts(policy), limit=30.0))
         for coro in work:
             task = self._spawn(coro)

@@ -3,18 +3,29 @@
 The farewell goes through ``session.say(..., allow_interruptions=False,
 add_to_chat_ctx=False)``: with ``audio=`` no TTS is involved at all, which is how a
 recording (or a pre-synthesised farewell) is heard when TTS is what died.
+
+Nothing here may keep the caller in silence or the close waiting past the deadline:
+
+* a recording that fails before its first frame (a file that no longer decodes, a
+  factory that raises) is replaced by the next candidate — the words through TTS, then
+  the packaged recording; a synthesised farewell whose TTS fails is replaced by the
+  packaged recording;
+* frames reach livekit through a pump of our own, so a source that ignores
+  cancellation cannot hold livekit's speech task (and with it the close);
+* an audio output that never reports a cut segment finished is reported for
+  (:func:`agent_guard._seams.finish_playback`) a moment after the deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from livekit import rtc
-from livekit.agents import NOT_GIVEN, AgentSession, NotGivenOr
+from livekit.agents import AgentSession
 from livekit.agents.voice import SpeechHandle
 
 from agent_guard import _seams
@@ -23,7 +34,15 @@ from agent_guard._log import log
 from agent_guard._policy import Farewell
 from agent_guard._verdict import Kind, Verdict
 
-__all__ = ["FarewellResult", "choose", "play"]
+__all__ = ["FarewellResult", "FarewellSource", "choose", "play"]
+
+FarewellSource: TypeAlias = Literal["tts", "presynthesized", "recording", "packaged"]
+
+#: Frames buffered between a recording and livekit (a second of 20 ms frames).
+_PUMP_FRAMES = 50
+#: How long an audio output may take to report a cut segment finished, before the guard
+#: reports it (livekit itself waits 5 s).
+_OUTPUT_GRACE = 0.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +55,12 @@ class FarewellResult:
     """Played to its end (not cut by the timeout, an error or a concurrent close)."""
     timed_out: bool
     fell_back: bool = False
-    """TTS failed during the synthesised farewell and the recording was played instead."""
+    """What was chosen first could not be played, and a later candidate was."""
+    text: str | None = None
+    """The words of what was played (its transcript): ``None`` if nothing was."""
+    source: FarewellSource | None = None
+    """Where the audio came from: the TTS now, the pre-synthesis cache, the policy's
+    recording, or the packaged one; ``None`` if nothing was played."""
 
 
 def tts_cannot_speak(session: AgentSession[Any], verdict: Verdict) -> bool:
@@ -53,45 +77,58 @@ def tts_cannot_speak(session: AgentSession[Any], verdict: Verdict) -> bool:
     return _seams.speaking_tts(session) is None
 
 
-def choose(session: AgentSession[Any], farewell: Farewell, verdict: Verdict) -> Farewell:
-    """The farewell as it will be played: ``audio`` set means a recording, else TTS.
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    farewell: Farewell
+    source: FarewellSource
 
-    The policy's recording first, then the farewell pre-synthesised in the agent's
-    voice, then TTS now, or the packaged recording (with its own words) when TTS cannot
-    speak.
-    """
-    if farewell.audio is not None:
-        return farewell
+
+def choose(session: AgentSession[Any], farewell: Farewell, verdict: Verdict) -> Farewell:
+    """The farewell as it will be tried first: ``audio`` set means a recording, else TTS."""
+    return next(_candidates(session, farewell, verdict)).farewell
+
+
+def _candidates(
+    session: AgentSession[Any], farewell: Farewell, verdict: Verdict
+) -> Iterator[_Candidate]:
+    """What to try, in order: the policy's recording, the farewell pre-synthesised in the
+    agent's voice, TTS now (unless TTS cannot speak), and last the packaged recording
+    (with its own words: the transcript never shows what the caller did not hear)."""
+    mute = tts_cannot_speak(session, verdict)
+    if farewell.audio is not None and farewell is not Farewell.DEFAULT:
+        yield _Candidate(farewell, "recording")
     engine = _seams.speaking_tts(session)
     if engine is not None and (cached := presynthesized(engine, farewell.text)) is not None:
-        return Farewell(text=farewell.text, audio=cached)
-    if tts_cannot_speak(session, verdict):
-        return Farewell.DEFAULT
-    return farewell
+        yield _Candidate(Farewell._of_policy(farewell.text, cached), "presynthesized")
+    if not mute:
+        yield _Candidate(Farewell._of_policy(farewell.text, None), "tts")
+    yield _Candidate(Farewell.DEFAULT, "packaged")
 
 
 async def play(
     session: AgentSession[Any],
     farewell: Farewell,
+    verdict: Verdict,
     *,
     deadline: float,
     tts_failed: asyncio.Event | None = None,
 ) -> FarewellResult:
     """Play ``farewell`` now, giving up at ``deadline`` (a ``loop.time()``).
 
-    When the farewell is synthesised and ``tts_failed`` is set while it plays (TTS broke
-    during the farewell itself), the packaged recording is played instead: a failed TTS
-    ``say`` resolves its handle as if all went well, so the caller would otherwise hear
-    nothing.
+    Candidates are tried in order (see :func:`_candidates`) until one plays. A failed
+    TTS ``say`` resolves its handle as if all went well, so TTS failures during the
+    farewell are read from ``tts_failed`` (set by the guard on each TTS error).
 
     Never raises (except ``CancelledError``): every failure is logged and reported as an
     incomplete farewell, because the close must follow whatever happens here.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    handle = None
-    synthesised = farewell.audio is None
-    completed = timed_out = fell_back = False
+    handle: SpeechHandle | None = None
+    pump: _Pump | None = None
+    played: _Candidate | None = None
+    tried = 0
+    completed = timed_out = False
     try:
         async with asyncio.timeout_at(deadline):
             # Interrupt first: a farewell queues behind the current speech, including an
@@ -103,21 +140,35 @@ async def play(
                 # Only TTS failures of the farewell itself matter from here on, not late
                 # ones from the reply that was just interrupted.
                 tts_failed.clear()
-            handle, source = await _say(session, farewell)
-            await _playout_or(handle, tts_failed if synthesised else None)
-            if synthesised and tts_failed is not None and tts_failed.is_set():
-                fell_back = True
-                log.warning("agent_guard.farewell_tts_failed", fallback="recording")
-                if not handle.done():
-                    handle.interrupt(force=True)
-                handle, source = await _say(session, Farewell.DEFAULT)
-                await handle.wait_for_playout()
+            for candidate in _candidates(session, farewell, verdict):
+                tried += 1
+                text, audio = candidate.farewell.text, candidate.farewell.audio
+                if audio is None:
+                    handle = session.say(text, allow_interruptions=False, add_to_chat_ctx=False)
+                    await _playout_or(handle, tts_failed)
+                    if tts_failed is not None and tts_failed.is_set():
+                        log.warning("agent_guard.farewell_tts_failed", fallback="recording")
+                        handle.interrupt(force=True)
+                        continue
+                else:
+                    if pump is not None:
+                        pump.close()
+                    pump = await _Pump.open(audio)
+                    if pump is None:
+                        continue
+                    handle = session.say(
+                        text, audio=pump, allow_interruptions=False, add_to_chat_ctx=False
+                    )
+                    await handle.wait_for_playout()
+                played = candidate
+                break
             # livekit resolves a say() whose audio source or TTS failed like a finished
             # one (not interrupted), so "completed" also needs the source to have run dry.
             completed = (
-                not handle.interrupted
-                and (source is None or source.exhausted)
-                and not (synthesised and tts_failed is not None and tts_failed.is_set())
+                played is not None
+                and handle is not None
+                and not handle.interrupted
+                and (pump is None or played.farewell.audio is None or pump.exhausted)
             )
     except TimeoutError:
         timed_out = True
@@ -125,43 +176,120 @@ async def play(
     except Exception as e:
         log.warning("agent_guard.farewell_failed", error_type=type(e).__name__)
     finally:
-        # wait_for_playout is shielded: the speech keeps going unless told to stop.
+        if pump is not None:
+            pump.close()
         if handle is not None and not handle.done():
+            # wait_for_playout is shielded: the speech keeps going unless told to stop.
             handle.interrupt(force=True)
+            _let_go(handle, session.output.audio)
+    if played is None and handle is not None and timed_out:
+        # Cut by the deadline while playing: what was playing is what the caller heard.
+        played = _last_tried(session, farewell, verdict, tried)
     return FarewellResult(
         started_at=started,
         finished_at=loop.time(),
         completed=completed,
         timed_out=timed_out,
-        fell_back=fell_back,
+        fell_back=played is not None and tried > 1,
+        text=None if played is None else played.farewell.text,
+        source=None if played is None else played.source,
     )
 
 
-async def _say(
-    session: AgentSession[Any], farewell: Farewell
-) -> tuple[SpeechHandle, _Tracked | None]:
-    audio: NotGivenOr[AsyncIterable[rtc.AudioFrame]] = NOT_GIVEN
-    source = None
-    if farewell.audio is not None:
-        source = _Tracked(await load_audio(farewell.audio))
-        audio = source
-    handle = session.say(
-        farewell.text, audio=audio, allow_interruptions=False, add_to_chat_ctx=False
-    )
-    return handle, source
+def _last_tried(
+    session: AgentSession[Any], farewell: Farewell, verdict: Verdict, tried: int
+) -> _Candidate | None:
+    for n, candidate in enumerate(_candidates(session, farewell, verdict), start=1):
+        if n == tried:
+            return candidate
+    return None
 
 
-class _Tracked:
-    """Wraps a frame source to tell whether it was played to its end without error."""
+def _let_go(handle: SpeechHandle, output: Any) -> None:
+    """Make sure an interrupted farewell ends soon even if the audio output hangs."""
+    if output is None:
+        return
+
+    def check() -> None:
+        if not handle.done():
+            with contextlib.suppress(Exception):
+                _seams.finish_playback(output)
+
+    asyncio.get_running_loop().call_later(_OUTPUT_GRACE, check)
+
+
+_END: Any = object()
+
+
+class _Pump:
+    """Frames from a recording, handed to livekit through a queue of our own.
+
+    The source is iterated by a task of ours; livekit iterates the queue. When livekit
+    cancels its speech, it stops at once, whatever the source does with the
+    cancellation; the pump task is then cancelled and never awaited.
+    """
 
     def __init__(self, frames: AsyncIterable[rtc.AudioFrame]) -> None:
-        self._frames = frames
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=_PUMP_FRAMES)
+        self._first = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(frames), name="agent_guard.farewell_audio"
+        )
+        self._task.add_done_callback(_retrieve)
+        self.error: BaseException | None = None
+        self.got_frame = False
         self.exhausted = False
+        self._closed = False
+
+    @classmethod
+    async def open(cls, audio: Any) -> _Pump | None:
+        """A pump that has its first frame ready, or ``None`` (logged) if it never will."""
+        try:
+            pump = cls(await load_audio(audio))
+        except Exception as e:
+            log.warning("agent_guard.farewell_audio_failed", error_type=type(e).__name__)
+            return None
+        await pump._first.wait()
+        if not pump.got_frame:
+            pump.close()
+            error_type = type(pump.error).__name__ if pump.error is not None else "empty"
+            log.warning("agent_guard.farewell_audio_failed", error_type=error_type)
+            return None
+        return pump
+
+    async def _run(self, frames: AsyncIterable[rtc.AudioFrame]) -> None:
+        try:
+            async for frame in frames:
+                if self._closed:
+                    return  # a source that swallowed our cancellation is asked no more
+                self.got_frame = True
+                self._first.set()
+                await self._queue.put(frame)
+        except (Exception, asyncio.CancelledError) as e:
+            task = asyncio.current_task()
+            if isinstance(e, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # closed by us: nobody reads the queue any more
+            self.error = e  # the source failed (a CancelledError of its own included)
+        finally:
+            self._first.set()
+        await self._queue.put(_END)
 
     async def __aiter__(self) -> AsyncIterator[rtc.AudioFrame]:
-        async for frame in self._frames:
-            yield frame
-        self.exhausted = True
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                self.exhausted = self.error is None
+                return
+            yield item
+
+    def close(self) -> None:
+        self._closed = True
+        self._task.cancel()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _playout_or(handle: SpeechHandle, event: asyncio.Event | None) -> None:

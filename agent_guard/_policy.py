@@ -9,16 +9,17 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import AsyncIterable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 from livekit import rtc
 from livekit.agents import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
+from agent_guard._audio import check_file
 from agent_guard._errors import PolicyError
 from agent_guard._facts import Classifier
 from agent_guard._hooks import Hook
@@ -90,9 +91,26 @@ class Farewell:
             raise PolicyError("Farewell.text must be a non-blank str")
         _check_audio(self.audio)
 
+    @classmethod
+    def _of_policy(cls, text: str, audio: FarewellAudio | None) -> Farewell:
+        """A farewell from parts the policy already checked, built on the failure path.
 
-MessageFactory: TypeAlias = Callable[[Verdict], "str | Farewell | None"]
-"""Computes the farewell from the verdict that closes the session (``None``: silent)."""
+        Not checked again: a file that was fine when the policy was built may be gone by
+        now (the playback copes), and checking means reading it while a caller waits.
+        """
+        farewell = object.__new__(cls)
+        object.__setattr__(farewell, "text", text)
+        object.__setattr__(farewell, "audio", audio)
+        return farewell
+
+
+MessageFactory: TypeAlias = Callable[
+    [Verdict], "str | Farewell | Awaitable[str | Farewell | None] | None"
+]
+"""Computes the farewell from the verdict that closes the session (``None``: silent).
+
+May be ``async``. A plain one runs in a worker thread; either gets at most
+``hook_timeout`` seconds (the default apology is used after that)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,7 +126,7 @@ class Tolerance:
     window: float | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int):
+        if type(self.max_failures) is not int:
             raise PolicyError(f"Tolerance.max_failures must be an int, got {self.max_failures!r}")
         if self.max_failures < 0:
             raise PolicyError(f"Tolerance.max_failures must be >= 0, got {self.max_failures}")
@@ -151,26 +169,36 @@ class GuardPolicy:
             farewell (see :data:`FarewellAudio`). ``None`` uses TTS, except when TTS
             cannot speak (it is what failed, or the session has none): then the
             pre-synthesised farewell, or the packaged default recording, is played.
-        presynthesize: Synthesise the farewell text(s) once while TTS is healthy and
-            cache the audio per worker (keyed by text and voice), so the farewell is
-            heard in the agent's voice with no synthesis latency, even after TTS dies.
+        presynthesize: Synthesise the static farewell texts (``error_message`` as a str
+            or the default apology, and ``messages``) once, as soon as the session
+            starts with a TTS, and cache the audio per worker (keyed by text and voice):
+            the caller hears the farewell in the agent's voice with no synthesis
+            latency, even after TTS dies. On by default; skipped when
+            ``farewell_audio`` is set (the recording is what plays).
         farewell_timeout: Seconds from the decision to the close, at most: the
             farewell is cut off when it runs longer, however TTS or the audio
             output behave. Bounded by :data:`MAX_FAREWELL_TIMEOUT`.
         classifiers: The classifier chain, tried in order before the generic
             HTTP rules (which always run last).
         tolerances: Per-kind :class:`Tolerance`; kinds left out keep the default.
+        hooks: Callables (sync or async) that see each Verdict before the decision
+            and may replace it; see :mod:`agent_guard.instrumentation` for ready ones.
+        hook_timeout: Seconds an async hook may take per verdict; a late hook is
+            logged (``agent_guard.hook_timed_out``) and skipped, so a hook that never
+            returns cannot hold a decision back.
+        signal: The :class:`FrontendSignal` published to the web client, or ``None``.
     """
 
     error_message: NotGivenOr[str | MessageFactory | None] = NOT_GIVEN
     messages: Mapping[Category | Kind | str, str | None] = field(default_factory=dict)
     speak_hint: bool = False
     farewell_audio: FarewellAudio | None = None
-    presynthesize: bool = False
+    presynthesize: bool = True
     farewell_timeout: float = 8.0
     classifiers: tuple[Classifier, ...] = DEFAULT_CLASSIFIERS
     tolerances: Mapping[Kind | str, Tolerance] = field(default_factory=_default_tolerances)
     hooks: tuple[Hook, ...] = (log_verdict,)
+    hook_timeout: float = 1.0
     signal: FrontendSignal | None = field(default_factory=FrontendSignal)
 
     def __post_init__(self) -> None:
@@ -184,29 +212,47 @@ class GuardPolicy:
             raise PolicyError("error_message must not be blank: use None for a silent close")
         object.__setattr__(self, "messages", _normalise_messages(self.messages))
         for flag in ("speak_hint", "presynthesize"):
-            if not isinstance(getattr(self, flag), bool):
-                raise PolicyError(f"{flag} must be a bool")
+            _check_bool(flag, getattr(self, flag))
         _check_seconds("farewell_timeout", self.farewell_timeout, upper=MAX_FAREWELL_TIMEOUT)
+        _check_seconds("hook_timeout", self.hook_timeout, upper=MAX_FAREWELL_TIMEOUT)
         _check_audio(self.farewell_audio)
-        classifiers = tuple(self.classifiers)
-        for c in classifiers:
-            if not callable(c):
-                raise PolicyError(f"classifiers must be callables, got {c!r}")
-        object.__setattr__(self, "classifiers", classifiers)
+        object.__setattr__(self, "classifiers", _callables("classifiers", self.classifiers))
         object.__setattr__(self, "tolerances", _normalise_tolerances(self.tolerances))
-        hooks = tuple(self.hooks)
-        for h in hooks:
-            if not callable(h):
-                raise PolicyError(f"hooks must be callables, got {h!r}")
-        object.__setattr__(self, "hooks", hooks)
+        object.__setattr__(self, "hooks", _callables("hooks", self.hooks))
         if self.signal is not None and not isinstance(self.signal, FrontendSignal):
             raise PolicyError(f"signal must be a FrontendSignal or None, got {self.signal!r}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if type(value) is not bool:
+        raise PolicyError(f"{name} must be a bool, got {value!r}")
+
+
+def _callables(name: str, value: object) -> tuple[Any, ...]:
+    # A single callable where a sequence is expected is the classic slip
+    # (hooks=log_verdict): say so rather than "object is not iterable".
+    if callable(value) or isinstance(value, str | bytes | Mapping):
+        raise PolicyError(f"{name} must be a sequence of callables, got {value!r}")
+    if not isinstance(value, Iterable):
+        raise PolicyError(f"{name} must be a sequence of callables, got {value!r}")
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise PolicyError(f"{name} must be a sequence of callables, got {value!r}") from None
+    for item in items:
+        if not callable(item):
+            raise PolicyError(f"{name} must be callables, got {item!r}")
+    return items
 
 
 def _check_seconds(name: str, value: object, *, upper: float | None) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PolicyError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float (10**400)
+        finite = False
+    if not finite or value <= 0:
         raise PolicyError(f"{name} must be a positive, finite number of seconds, got {value!r}")
     if upper is not None and value > upper:
         raise PolicyError(f"{name} must be at most {upper} s, got {value}")
@@ -216,10 +262,10 @@ def _check_audio(audio: object) -> None:
     if audio is None or callable(audio) or isinstance(audio, AsyncIterable):
         return
     if isinstance(audio, str | os.PathLike):
-        path = Path(audio)
-        if not path.is_file():
-            # Fail at configuration time, not in the middle of a failing call.
-            raise PolicyError(f"farewell_audio file not found: {path}")
+        # Fail at configuration time, not in the middle of a failing call: the file must
+        # exist and decode to audio.
+        if (problem := check_file(Path(audio))) is not None:
+            raise PolicyError(f"farewell_audio file {str(audio)!r} cannot be played: {problem}")
         return
     if isinstance(audio, Sequence) and not isinstance(audio, str | bytes):
         if not audio:

@@ -6,6 +6,26 @@ livekit-agents 1.8.9 has no public way to (a) ask whether a session has started,
 when the participant leaves, use the private ``AgentSession._close_soon(reason=...,
 error=...)``, which makes it the least fragile choice.
 
+(c) Where a model's failure enters the session: ``AgentActivity._on_error`` emits the
+session's public ``"error"`` event, then calls ``AgentSession._on_error(error)``, the
+built-in counter that closes the session. The guard takes that call over
+(:func:`intercept_errors`): it sees exactly the errors livekit's models report (not
+``session.emit("error", ...)`` from application code), after the application's own
+listeners have seen them untouched, and the built-in counter never closes a guarded
+session. Without the seam, the guard falls back to a first-registered ``"error"``
+listener that sets ``recoverable=True`` on the shared error object.
+
+(d) No request after the decision: the activity reads ``agent.llm_node`` per
+generation, so an instance attribute shadowing it (:func:`silence_llm`) keeps a reply
+started during the farewell from reaching the provider that failed, for this session
+only (models may be shared between sessions; agents are not).
+
+(e) A farewell cut by the deadline must not hold the close: livekit waits, after
+interrupting a speech, for the audio output to report the segment finished, and only
+gives up after its own 5 s. :func:`finish_playback` reports it on behalf of an output
+that does not (public ``AudioOutput.on_playback_finished``, with the private pending
+count to avoid over-reporting).
+
 Other upstream behaviour the guard's design rests on (public, but easy to miss):
 
 * ``error`` listeners run synchronously, in registration order, before
@@ -27,13 +47,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from livekit.agents import AgentSession, CloseReason, tts
 
 from agent_guard._log import log
 
-__all__ = ["SEAMS_OK", "close_with_error", "has_started", "is_closing", "speaking_tts"]
+__all__ = [
+    "SEAMS_OK",
+    "close_with_error",
+    "finish_playback",
+    "has_started",
+    "intercept_errors",
+    "is_closing",
+    "model_of",
+    "silence_llm",
+    "speaking_tts",
+]
 
 
 def _close_soon_supported() -> bool:
@@ -46,6 +77,80 @@ def _close_soon_supported() -> bool:
 
 #: Whether this livekit-agents exposes the private seams the guard prefers.
 SEAMS_OK: bool = _close_soon_supported() and hasattr(AgentSession, "_is_closing")
+
+
+def _on_error_supported() -> bool:
+    fn = getattr(AgentSession, "_on_error", None)
+    return callable(fn) and list(inspect.signature(fn).parameters) == ["self", "error"]
+
+
+#: Whether the session's error entry point can be taken over (see (c) above).
+INTERCEPT_OK: bool = _on_error_supported()
+
+
+def intercept_errors(session: AgentSession[Any], handler: Callable[[Any], None]) -> bool:
+    """Route the errors livekit's models report to ``handler`` instead of the counter.
+
+    ``handler`` gets livekit's error model, untouched (its real ``recoverable`` flag),
+    inside the model's task, after the session's ``"error"`` listeners. It must not
+    raise. Returns ``False`` (and changes nothing) when this livekit has no such seam.
+    """
+    if not INTERCEPT_OK:
+        return False
+    # An instance attribute: only this session, and AgentActivity calls it through
+    # self._session._on_error, which finds it first.
+    session._on_error = handler  # type: ignore[method-assign, assignment]
+    return True
+
+
+def model_of(session: AgentSession[Any], kind: str) -> Any:
+    """The model of ``kind`` (``"llm"``, ``"stt"``, ``"tts"``, ``"realtime"``) in use."""
+    name = "llm" if kind == "realtime" else kind
+    with contextlib.suppress(Exception):
+        activity = getattr(session, "_activity", None)
+        if activity is not None and (model := getattr(activity, name, None)) is not None:
+            return model
+    return getattr(session, name, None)
+
+
+def silence_llm(session: AgentSession[Any]) -> Callable[[], None]:
+    """Keep this session's next replies from sending any LLM request; returns the undo.
+
+    The current agent's ``llm_node`` is shadowed by one that produces no text, which
+    livekit treats as an empty reply.
+    """
+    try:
+        agent = session.current_agent
+    except Exception:
+        return _nothing
+
+    def silent(*args: Any, **kwargs: Any) -> str:
+        return ""
+
+    agent.llm_node = silent  # type: ignore[method-assign, assignment]
+
+    def undo() -> None:
+        if agent.__dict__.get("llm_node") is silent:
+            del agent.llm_node
+
+    return undo
+
+
+def _nothing() -> None:
+    return None
+
+
+def finish_playback(output: Any) -> None:
+    """Report every segment ``output`` holds as finished (interrupted).
+
+    For an audio output that did not report it after being cleared: livekit's speech
+    (and with it the session's close) waits for that report.
+    """
+    pending = getattr(output, "_pending_playback_count", None)
+    if not isinstance(pending, int):
+        pending = 1  # the public API alone: one report; a surplus one is only logged
+    for _ in range(pending):
+        output.on_playback_finished(playback_position=0.0, interrupted=True)
 
 
 def has_started(session: AgentSession[Any]) -> bool:
@@ -78,7 +183,12 @@ def close_with_error(session: AgentSession[Any], error: Any) -> None:
     """
     if SEAMS_OK:
         before = getattr(session, "_closing_task", None)
-        session._close_soon(reason=CloseReason.ERROR, error=error, drain=False)
+        try:
+            session._close_soon(reason=CloseReason.ERROR, error=error, drain=False)
+        except Exception as e:
+            log.error("agent_guard.close_failed", error_type=type(e).__name__)
+            session.shutdown(drain=False)
+            return
         task = getattr(session, "_closing_task", None)
         if before is None and isinstance(task, asyncio.Task):
             # _close_soon never clears _closing_task, unlike livekit's own error close:

@@ -63,8 +63,13 @@ class FrontendSignal:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise PolicyError(f"FrontendSignal.{name} must be a non-empty str or None")
-        if not isinstance(self.timeout, int | float) or not 0 < self.timeout <= 10:
-            raise PolicyError("FrontendSignal.timeout must be in (0, 10] seconds")
+        timeout = self.timeout
+        if type(timeout) not in (int, float) or not 0 < timeout <= 10:
+            raise PolicyError(f"FrontendSignal.timeout must be in (0, 10] seconds, got {timeout!r}")
+        if type(self.on_tolerated) is not bool:
+            raise PolicyError(
+                f"FrontendSignal.on_tolerated must be a bool, got {self.on_tolerated!r}"
+            )
 
     async def publish(self, participant: Participant, verdict: Verdict, *, closing: bool) -> None:
         """Publish ``verdict`` to ``participant``; never raises (logs instead)."""

@@ -1,8 +1,10 @@
 """Step 5 of the data path: from a decision to the close, in a fixed order, bounded.
 
-No new caller turns, the frontend told (concurrently), the farewell played, then one
-close with ``CloseReason.ERROR`` and the error: the close is in a ``finally`` so
-nothing before it can prevent it, and ``policy.farewell_timeout`` bounds the whole way.
+The frontend told (concurrently), the farewell played, then one close with
+``CloseReason.ERROR`` and the error. The close is in a ``finally``, so nothing before
+it can prevent it, and ``policy.farewell_timeout`` bounds the whole way; each step
+before it is fenced off on its own, so one failing step does not cost the caller the
+farewell.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from livekit.agents import AgentSession
 
 from agent_guard import _seams, _signal
 from agent_guard._decide import Decision, Reason
+from agent_guard._log import log
 from agent_guard._message import resolve
-from agent_guard._playback import FarewellResult, choose, play
-from agent_guard._policy import GuardPolicy
+from agent_guard._playback import FarewellResult, play
+from agent_guard._policy import Farewell, GuardPolicy
 
 __all__ = ["teardown"]
 
@@ -47,23 +50,44 @@ async def teardown(
     deadline = loop.time() + policy.farewell_timeout
     verdict = decision.verdict
     try:
-        if session.input.audio is not None:
-            # No new caller turns while the farewell plays: each would start another
-            # generation against the provider that just failed.
-            session.input.set_audio_enabled(False)
-        published: asyncio.Task[None] | None = None
-        signal = policy.signal
-        if signal is not None and (participant := _signal.participant_of(session)) is not None:
-            # Concurrently with the farewell; bounded by the signal's own timeout.
-            published = spawn(signal.publish(participant, verdict, closing=True))
-        farewell = resolve(policy, verdict, final=decision.reason is not Reason.TOLERANCE_EXCEEDED)
+        published = _publish(session, policy, decision, spawn)
+        try:
+            farewell = await resolve(
+                policy,
+                verdict,
+                final=decision.reason is not Reason.TOLERANCE_EXCEEDED,
+                budget=min(policy.hook_timeout, policy.farewell_timeout / 2),
+            )
+        except Exception as e:
+            # Whatever went wrong choosing the words, the caller still hears goodbye.
+            log.error("agent_guard.message_failed", error_type=type(e).__name__)
+            farewell = Farewell.DEFAULT
         if farewell is not None and not _seams.is_closing(session):
-            played = choose(session, farewell, verdict)
-            on_farewell(await play(session, played, deadline=deadline, tts_failed=tts_failed))
+            on_farewell(
+                await play(session, farewell, verdict, deadline=deadline, tts_failed=tts_failed)
+            )
         if published is not None:
             # Before the agent leaves: apps often end the job on "close".
             await asyncio.wait({published}, timeout=max(0.0, deadline - loop.time()))
+    except Exception as e:
+        log.error("agent_guard.teardown_failed", error_type=type(e).__name__)
     finally:
         # Exactly once: _close_soon is a no-op when a close is already under way (the
         # user's, or livekit's own).
         _seams.close_with_error(session, trigger)
+
+
+def _publish(
+    session: AgentSession[Any],
+    policy: GuardPolicy,
+    decision: Decision,
+    spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+) -> asyncio.Task[None] | None:
+    """Tell the web client, concurrently with the farewell (bounded by its own timeout)."""
+    signal = policy.signal
+    try:
+        if signal is not None and (participant := _signal.participant_of(session)) is not None:
+            return spawn(signal.publish(participant, decision.verdict, closing=True))
+    except Exception as e:
+        log.warning("agent_guard.signal_failed", error_type=type(e).__name__)
+    return None

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "Category",
@@ -19,6 +19,9 @@ __all__ = [
     "QuotaInfo",
     "Verdict",
 ]
+
+
+E = TypeVar("E", bound=StrEnum)
 
 
 class Kind(StrEnum):
@@ -92,6 +95,14 @@ class QuotaInfo:
     """Numeric quota headers, e.g. ``{"credits_limit": 1000, "credits_used": 1000}``."""
 
 
+def _enum(enum: type[E], value: object, name: str) -> E:
+    try:
+        return enum(value)  # type: ignore[arg-type]  # anything: a bad value is a ValueError
+    except ValueError:
+        valid = ", ".join(repr(member.value) for member in enum)
+        raise ValueError(f"Verdict.{name} must be one of {valid}, got {value!r}") from None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Verdict:
     """The classification of one failure.
@@ -117,6 +128,31 @@ class Verdict:
     """Redacted, bounded description of the error for logs."""
     recoverable: bool = False
     """livekit's own flag as emitted (``True`` for intermediate retry attempts)."""
+
+    def __post_init__(self) -> None:
+        # A Verdict is built by classifiers and hooks (user code) and read by the decision
+        # and the teardown: a wrong type found there, after the decision, could keep a
+        # decided session from closing. So it is normalised or rejected here, where the
+        # hook or classifier that built it is blamed (and skipped) instead.
+        if type(self.kind) is not Kind:
+            object.__setattr__(self, "kind", _enum(Kind, self.kind, "kind"))
+        if type(self.category) is not Category:
+            object.__setattr__(self, "category", _enum(Category, self.category, "category"))
+        for name in ("terminal", "counts", "recoverable"):
+            if type(getattr(self, name)) is not bool:
+                raise TypeError(f"Verdict.{name} must be a bool, got {getattr(self, name)!r}")
+        for name in ("provider", "hint"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"Verdict.{name} must be a str or None, got {value!r}")
+        for name in ("public_message", "detail"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"Verdict.{name} must be a str, got {getattr(self, name)!r}")
+        status = self.status_code
+        if status is not None and (type(status) is not int or not 100 <= status <= 599):
+            raise TypeError(f"Verdict.status_code must be an HTTP status or None, got {status!r}")
+        if self.quota is not None and not isinstance(self.quota, QuotaInfo):
+            raise TypeError(f"Verdict.quota must be a QuotaInfo or None, got {self.quota!r}")
 
     def replace(self, **changes: Any) -> Verdict:
         """Return a copy with ``changes`` (used by hooks that override a decision)."""

@@ -3,7 +3,7 @@
 CPU: every error event is timed on its own (``perf_counter_ns``) after a warm-up, so the
 table shows the median and the tail (p95), not a mean that hides outliers. Two views:
 
-* ``Guard._on_error`` alone, fed the real livekit ``ErrorEvent``/``LLMError`` objects
+* ``Guard._on_model_error`` alone, fed the real livekit ``ErrorEvent``/``LLMError`` objects
   livekit would hand it, wrapping real openai SDK errors (``benchmarks/_errors.py``);
 * the real session path, ``llm.emit("error", ...)`` -> ``AgentActivity._on_error`` ->
   ``AgentSession.emit`` -> listeners -> ``AgentSession._on_error``, guarded and not: the
@@ -136,11 +136,13 @@ def guard_probe(
     n: int,
     level: int = logging.WARNING,
 ) -> Probe:
-    """``Guard._on_error`` per event, one guarded (not started) session."""
+    """``Guard._on_model_error`` per event, one guarded (not started) session."""
     session = new_session(client)
     g = guard(session, policy)
     events = _events(error, n, recoverable=recoverable, source=session.llm)
-    return Probe(what, event, [functools.partial(g._on_error, ev) for ev in events], level)
+    return Probe(
+        what, event, [functools.partial(g._on_model_error, ev.error) for ev in events], level
+    )
 
 
 def terminal_probe(client: openai_sdk.AsyncClient, error: Exception, n: int) -> Probe:
@@ -150,8 +152,10 @@ def terminal_probe(client: openai_sdk.AsyncClient, error: Exception, n: int) -> 
     for _ in range(n):
         g = guard(new_session(client), policy)
         (ev,) = _events(error, 1, recoverable=True, source=g.session.llm)
-        calls.append(functools.partial(g._on_error, ev))
-    return Probe("`Guard._on_error`, no hooks, fresh guard", "credits 429 → close decision", calls)
+        calls.append(functools.partial(g._on_model_error, ev.error))
+    return Probe(
+        "`Guard._on_model_error`, no hooks, fresh guard", "credits 429 → close decision", calls
+    )
 
 
 async def session_probe(
@@ -295,7 +299,7 @@ async def run() -> str:
         )
         probes = [
             guard_probe(
-                "`Guard._on_error`, no hooks",
+                "`Guard._on_model_error`, no hooks",
                 "rate-limit 429, retry attempt",
                 client,
                 bare,
@@ -304,7 +308,7 @@ async def run() -> str:
                 n=n,
             ),
             guard_probe(
-                "`Guard._on_error`, no hooks",
+                "`Guard._on_model_error`, no hooks",
                 "rate-limit 429, final (counted)",
                 client,
                 counted,
@@ -313,7 +317,7 @@ async def run() -> str:
                 n=n,
             ),
             guard_probe(
-                "`Guard._on_error`, no hooks",
+                "`Guard._on_model_error`, no hooks",
                 "mid-stream 499 (client cancel)",
                 client,
                 bare,
@@ -323,7 +327,7 @@ async def run() -> str:
             ),
             terminal_probe(client, credits, WARMUP // 4 + TERMINAL_SAMPLES),
             guard_probe(
-                "`Guard._on_error`, default policy, INFO filtered",
+                "`Guard._on_model_error`, default policy, INFO filtered",
                 "rate-limit 429, retry attempt",
                 client,
                 GuardPolicy(),
@@ -332,7 +336,7 @@ async def run() -> str:
                 n=n,
             ),
             guard_probe(
-                "`Guard._on_error`, default policy, INFO as JSON to /dev/null",
+                "`Guard._on_model_error`, default policy, INFO as JSON to /dev/null",
                 "rate-limit 429, retry attempt",
                 client,
                 GuardPolicy(),

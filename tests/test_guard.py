@@ -25,7 +25,7 @@ from agent_guard.testing import (
     RateLimited,
     Reply,
 )
-from tests.conftest import chat_texts, make_session, spoken, start, turn
+from tests.conftest import chat_texts, heard, make_session, start, turn
 
 
 class TestCreditsExhausted:
@@ -64,7 +64,7 @@ class TestCreditsExhausted:
         # The apology was synthesised and played after the quota response.
         quota_at = llm_requests[-1].responded_at
         assert quota_at is not None
-        assert spoken(sim, after=quota_at) == DEFAULT_ERROR_MESSAGE
+        assert heard(g) == DEFAULT_ERROR_MESSAGE
         after = [f for f in out.frames if f.at > quota_at]
         assert after, "no farewell audio after the quota response"
         assert after[0].at - quota_at < 1.0
@@ -191,7 +191,7 @@ class TestPolicy:
         await turn(session, "hi")
         async with asyncio.timeout(10):
             await g.wait_closed()
-        assert spoken(sim) == "We'll call you back."
+        assert heard(g) == "We'll call you back."
 
     async def test_farewell_audio_file_replaces_tts(
         self, sim: GatewaySimulator, tmp_path: Path

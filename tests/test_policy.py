@@ -11,6 +11,7 @@ from livekit import rtc
 from livekit.agents import NOT_GIVEN
 
 from agent_guard import GuardPolicy, Kind, PolicyError, Tolerance
+from agent_guard._policy import DEFAULT_FAREWELL_AUDIO
 
 
 class TestGuardPolicy:
@@ -36,7 +37,7 @@ class TestGuardPolicy:
             ({"farewell_timeout": 31}, "at most"),
             ({"farewell_timeout": True}, "number"),
             ({"farewell_timeout": "5"}, "number"),
-            ({"farewell_audio": "/nonexistent/sorry.wav"}, "not found"),
+            ({"farewell_audio": "/nonexistent/sorry.wav"}, "no such file"),
             ({"farewell_audio": []}, "empty"),
             ({"farewell_audio": [b"pcm"]}, "AudioFrame"),
             ({"farewell_audio": 42}, "farewell_audio"),
@@ -72,7 +73,7 @@ class TestGuardPolicy:
     def test_audio_sources_accepted(self, tmp_path: Path) -> None:
         """A path, frames, or a factory are valid farewell audio."""
         wav = tmp_path / "a.wav"
-        wav.write_bytes(b"RIFF")
+        wav.write_bytes(DEFAULT_FAREWELL_AUDIO.read_bytes())
         frame = rtc.AudioFrame(b"\0\0" * 480, 24000, 1, 480)
 
         async def gen() -> Any:

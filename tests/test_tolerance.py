@@ -11,7 +11,7 @@ from livekit.agents._exceptions import APIError
 from agent_guard import Category, GuardPolicy, Kind, Reason, Tolerance, guard
 from agent_guard._policy import DEFAULT_ERROR_MESSAGE
 from agent_guard.testing import GatewaySimulator, HttpError, Reply, StreamError
-from tests.conftest import make_session, spoken, start, turn
+from tests.conftest import heard, make_session, start, turn
 
 SERVER_ERROR = HttpError(status=500, body={"error": {"message": "boom", "type": "server_error"}})
 
@@ -43,7 +43,7 @@ class TestTolerance:
         assert g.decision is not None and g.decision.reason is Reason.TOLERANCE_EXCEEDED
         assert g.decision.verdict.category is Category.SERVER_ERROR
         assert len(sim.requests_for("llm")) == 3
-        assert spoken(sim) == "Bye for now."
+        assert heard(g) == "Bye for now."
 
     async def test_success_resets_the_count(self, sim: GatewaySimulator) -> None:
         """fail, fail, success, fail, fail: still open; one more failure closes."""
@@ -147,7 +147,7 @@ class TestTolerance:
         assert g.decision is not None
         assert g.decision.reason is Reason.MODEL_GAVE_UP
         assert not g.decision.verdict.terminal
-        assert spoken(sim) == DEFAULT_ERROR_MESSAGE
+        assert heard(g) == DEFAULT_ERROR_MESSAGE
 
 
 class TestClientCancellations:

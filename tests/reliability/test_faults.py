@@ -23,17 +23,19 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pytest
+import structlog
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, CloseEvent, CloseReason, ErrorEvent, llm, stt
+from livekit.agents import Agent, AgentSession, CloseEvent, CloseReason, ErrorEvent, io, llm, stt
 from livekit.agents._exceptions import APIError, APIStatusError
 from livekit.plugins import openai
+from structlog.testing import capture_logs
 
-from agent_guard import Guard, GuardPolicy, guard
+from agent_guard import Category, Guard, GuardPolicy, guard
 from agent_guard._guard import MAX_VERDICTS
 from agent_guard._policy import DEFAULT_ERROR_MESSAGE
 from agent_guard.testing import (
@@ -45,10 +47,18 @@ from agent_guard.testing import (
     Speech,
     Unauthorized,
 )
-from tests.conftest import SECRET_KEY, client_cancel, gateway_quota_error, make_session, rate_limit
+from tests.conftest import (
+    SECRET_KEY,
+    client_cancel,
+    gateway_quota_error,
+    heard,
+    make_session,
+    rate_limit,
+)
 
-#: Slack on top of farewell_timeout for the close itself (teardown, a loaded CI box).
-BOUND_MARGIN = 1.0
+#: Slack on top of farewell_timeout for the close itself: the guard's bound holds even
+#: when the audio output or the recording misbehaves.
+BOUND_MARGIN = 0.1
 #: Quiet time after the close during which a second close, a stray task or a late
 #: exception would show up.
 SETTLE = 0.3
@@ -216,6 +226,57 @@ async def _two_frames_then_fail() -> AsyncIterator[rtc.AudioFrame]:
     raise RuntimeError("recording storage went away")
 
 
+class HungOutput(io.AudioOutput):
+    """An audio output that takes frames but never reports a segment finished."""
+
+    def __init__(self) -> None:
+        super().__init__(label="HungOutput", capabilities=io.AudioOutputCapabilities(pause=False))
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+
+    def flush(self) -> None:
+        super().flush()
+
+    def clear_buffer(self) -> None:
+        pass
+
+
+class StubbornSource:
+    """A farewell source that swallows cancellation and keeps going (2 s of frames)."""
+
+    def __init__(self) -> None:
+        self._left = 100
+
+    def __aiter__(self) -> StubbornSource:
+        return self
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        if self._left == 0:
+            raise StopAsyncIteration
+        self._left -= 1
+        try:
+            await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.2)  # ignores the cancellation for a while
+        return rtc.AudioFrame(b"\x00\x01" * 480, 24000, 1, 480)
+
+
+async def _stuck_hook(v: Any) -> None:
+    await asyncio.sleep(3600)  # a metrics POST without a timeout
+
+
+def _raise_on_closing(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    if event.get("event") == "agent_guard.closing":
+        raise RuntimeError("log shipper down")
+    return event
+
+
+def _slow_factory(v: Any) -> str:
+    time.sleep(1.5)
+    return "too late"
+
+
 # -- the matrix -----------------------------------------------------------------------------
 
 
@@ -240,6 +301,10 @@ class Fault:
     check: Callable[[Run], None] | None = None
     timeout: float = CASE_TIMEOUT
     """How long the session may take to close."""
+    output: Callable[[], io.AudioOutput] | None = None
+    """An audio output other than the capture sink."""
+    log_processor: Any = None
+    """A structlog processor put in front of the configured ones for the case."""
 
 
 def _fell_back(run: Run) -> None:
@@ -265,6 +330,16 @@ def _no_farewell(run: Run) -> None:
 def _decided_once_on_first(run: Run) -> None:
     decision = run.guard.decision
     assert decision is not None and decision.verdict.kind.value == "llm"
+
+
+def _tts_decision_packaged(run: Run) -> None:
+    # The dead key is found by the presynthesis at start: the caller hears the packaged
+    # recording, with its own words, before any turn is spent on a mute agent.
+    decision = run.guard.decision
+    assert decision is not None and decision.verdict.category is Category.AUTH
+    farewell = run.guard.farewell
+    assert farewell is not None and farewell.source == "packaged"
+    assert farewell.text == DEFAULT_ERROR_MESSAGE
 
 
 def _llm_decision_and_fell_back(run: Run) -> None:
@@ -338,7 +413,16 @@ FAULTS = [
         one_turn,
         llm_default=QuotaExceeded(),
         tts_default=Unauthorized(key=SECRET_KEY),
+        # Without presynthesis, the first request TTS sees is the farewell's own.
+        policy=GuardPolicy(farewell_timeout=2.0, presynthesize=False),
         check=_llm_decision_and_fell_back,
+    ),
+    Fault(
+        "tts_401_found_by_presynthesis",
+        one_turn,
+        tts_default=Unauthorized(key=SECRET_KEY),
+        error_type="tts_error",
+        check=_tts_decision_packaged,
     ),
     Fault(
         "llm_quota_and_stt_401_same_tick",
@@ -369,6 +453,40 @@ FAULTS = [
         timeout=3.0,
     ),
     Fault("storm_of_1000_events", storm_of_1000, check=_storm_bounded),
+    Fault(
+        "audio_output_never_reports",
+        one_turn,
+        llm_default=QuotaExceeded(),
+        policy=GuardPolicy(farewell_timeout=1.0, presynthesize=False),
+        output=HungOutput,
+        check=_timed_out,
+    ),
+    Fault(
+        "recording_ignores_cancellation",
+        one_turn,
+        llm_default=QuotaExceeded(),
+        policy=GuardPolicy(farewell_timeout=1.0, farewell_audio=StubbornSource),
+        realtime_output=True,
+        check=_timed_out,
+    ),
+    Fault(
+        "hook_never_returns",
+        one_turn,
+        llm_default=QuotaExceeded(),
+        policy=GuardPolicy(farewell_timeout=2.0, hooks=(_stuck_hook,), hook_timeout=0.2),
+    ),
+    Fault(
+        "closing_log_raises",
+        one_turn,
+        llm_default=QuotaExceeded(),
+        log_processor=_raise_on_closing,
+    ),
+    Fault(
+        "message_factory_blocks",
+        one_turn,
+        llm_default=QuotaExceeded(),
+        policy=GuardPolicy(farewell_timeout=1.0, error_message=_slow_factory),
+    ),
     Fault("healthy_neighbour_session", two_sessions_one_failing),
 ]
 
@@ -412,17 +530,27 @@ async def test_fault(
     g = guard(session, fault.policy)
     out = CaptureAudioOutput(realtime=fault.realtime_output) if fault.audio_output else None
     run = Run(sim=sim, session=session, guard=g, out=out, recognizer=recognizer)
+    closed_at: list[float] = []
+    session.on("close", lambda ev: closed_at.append(time.monotonic()))
     session.on("close", run.closes.append)
-    if out is not None:
+    if fault.output is not None:
+        session.output.audio = fault.output()
+    elif out is not None:
         session.output.audio = out
     await session.start(Agent(instructions="Be brief."))
 
-    async with asyncio.timeout(CASE_TIMEOUT):
-        await fault.act(run)
-    async with asyncio.timeout(fault.timeout):
-        ev = await g.wait_closed()
-    closed_at = time.monotonic()
-    await asyncio.sleep(SETTLE)
+    previous = structlog.get_config()
+    if fault.log_processor is not None:
+        structlog.configure(processors=[fault.log_processor, *previous["processors"]])
+    try:
+        with capture_logs() as logs:
+            async with asyncio.timeout(CASE_TIMEOUT):
+                await fault.act(run)
+            async with asyncio.timeout(fault.timeout):
+                ev = await g.wait_closed()
+            await asyncio.sleep(SETTLE)
+    finally:
+        structlog.configure(**previous)
 
     # 1. exactly one close
     assert len(run.closes) == 1, [c.reason for c in run.closes]
@@ -434,7 +562,15 @@ async def test_fault(
         assert ev.error.type == fault.error_type
         assert isinstance(ev.error.error, Exception)
         assert g.decision is not None
-        assert closed_at - g.decision.at < fault.policy.farewell_timeout + BOUND_MARGIN
+        assert closed_at[0] - g.decision.at < fault.policy.farewell_timeout + BOUND_MARGIN
+        # ... and the caller heard a farewell, or the log says why not.
+        why_not = {
+            "agent_guard.farewell_timed_out",
+            "agent_guard.farewell_failed",
+            "agent_guard.farewell_audio_failed",
+        }
+        if fault.policy.error_message is not None and fault.id not in ("closing_log_raises",):
+            assert heard(g) is not None or why_not & {e["event"] for e in logs}
     else:
         assert ev.reason is CloseReason.USER_INITIATED
         assert ev.error is None
