@@ -39,7 +39,7 @@ from agent_guard._verdict import Category, Kind, QuotaInfo, Verdict
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS
 
 try:
-    __version__ = version("agent-guard")
+    __version__ = version("livekit-agent-guard")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
     __version__ = "0.0.0"
 

@@ -1,9 +1,10 @@
 """Generate docs/verdicts.md: every category and provider fixture with the Verdict it gets.
 
-The rows come from the same builders and fixtures the tests use (core: tests/test_gateway.py
-and tests/test_classify.py build errors through the real OpenAI SDK and livekit's wrapping;
-plugins: each ``agent_guard_<provider>.fixtures``), and tests/test_docs.py fails when the
-committed file differs from what this prints. Regenerate with::
+The rows come from the same builders and fixtures the tests use (core: the
+``agent_guard.testing`` builders, which raise errors through the real OpenAI SDK and
+livekit's wrapping; plugins: each plugin's ``tests/<provider>_fixtures.py``, loaded by file
+path since fixtures stay out of the wheels), and tests/test_docs.py fails when the committed
+file differs from what this prints. Regenerate with::
 
     .venv/bin/python -m docs.verdict_table --write
 """
@@ -13,18 +14,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 from livekit.agents import APIConnectionError, APITimeoutError
 
 from agent_guard import DEFAULT_CLASSIFIERS, Classifier, Kind, Verdict, classify
-from tests.test_classify import mid_stream_error, raised, sdk_wrapped
-from tests.test_gateway import LABEL, gateway_body, handshake_error, llm_error
+from agent_guard.testing import (
+    gateway_quota_body,
+    openai_status_error,
+    openai_stream_error,
+    raised,
+    ws_handshake_error,
+)
 
 PROVIDERS = ("openai", "anthropic", "google", "elevenlabs", "cartesia", "deepgram")
 OUT = Path(__file__).with_name("verdicts.md")
+PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+LABEL = "livekit.agents.inference.llm.LLM"
 Row = tuple[str, str, str, str, str, str]
 
 
@@ -52,11 +63,31 @@ def _row(provider: str, case: str, status: int | None, verdict: Verdict) -> Row:
 
 
 def _gateway(category: str) -> Callable[[], BaseException]:
-    return lambda: llm_error(429, json_body=gateway_body(category))
+    return lambda: openai_status_error(429, json=gateway_quota_body(category))
 
 
 def _status(status: int) -> Callable[[], BaseException]:
-    return lambda: sdk_wrapped(status, {"error": {"message": "x"}})
+    return lambda: openai_status_error(status, json={"error": {"message": "x"}}, retryable=False)
+
+
+def _handshake() -> BaseException:
+    return ws_handshake_error(429, headers={"X-LiveKit-Inference-Credits-Limit": "1000"})
+
+
+def _fixtures(provider: str) -> ModuleType:
+    """``plugins/livekit-agent-guard-<provider>/tests/<provider>_fixtures.py``, by path."""
+    name = f"{provider}_fixtures"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = PLUGINS / f"livekit-agent-guard-{provider}" / "tests" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no fixtures module at {path}")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running: dataclasses resolve their module's annotations by name.
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _core_cases() -> list[tuple[str, str, int | None, Callable[[], BaseException]]]:
@@ -73,22 +104,28 @@ def _core_cases() -> list[tuple[str, str, int | None, Callable[[], BaseException
         "SomeFutureCategory",
     ):
         cases.append(("livekit", category, 429, _gateway(category)))
-    cases.append(
-        ("livekit", "ws_handshake_429", 429, lambda: handshake_error(
-            429, {"X-LiveKit-Inference-Credits-Limit": "1000"}))
-    )  # fmt: skip
+    cases.append(("livekit", "ws_handshake_429", 429, _handshake))
     for status in (400, 401, 402, 403, 404, 408, 422, 429, 499, 500, 502, 503, 529):
         cases.append(("http", f"status_{status}", status, _status(status)))
+    cancelled = {"message": "Client closed request", "code": 499}
     cases += [
-        ("http", "mid_stream_499", None,
-         lambda: mid_stream_error({"message": "Client closed request", "code": 499})),
-        ("http", "mid_stream_503", None, lambda: mid_stream_error({"message": "x", "code": 503})),
-        ("http", "cancelled", None, lambda: asyncio.CancelledError()),
-        ("http", "timeout", None, lambda: APITimeoutError()),
-        ("http", "connection_refused", None,
-         lambda: raised(APIConnectionError, ConnectionRefusedError("refused"))),
+        ("http", "mid_stream_499", None, lambda: openai_stream_error(cancelled)),
+        (
+            "http",
+            "mid_stream_503",
+            None,
+            lambda: openai_stream_error({"message": "x", "code": 503}),
+        ),
+        ("http", "cancelled", None, asyncio.CancelledError),
+        ("http", "timeout", None, APITimeoutError),
+        (
+            "http",
+            "connection_refused",
+            None,
+            lambda: raised(APIConnectionError(), cause=ConnectionRefusedError("refused")),
+        ),
         ("http", "plain_exception", None, lambda: RuntimeError("boom")),
-    ]  # fmt: skip
+    ]
     return cases
 
 
@@ -100,9 +137,7 @@ def rows() -> list[Row]:
     ]
     for provider in PROVIDERS:
         plugin = importlib.import_module(f"agent_guard_{provider}")
-        fixtures: Sequence[_Fixture] = importlib.import_module(
-            f"agent_guard_{provider}.fixtures"
-        ).FIXTURES
+        fixtures: Sequence[_Fixture] = _fixtures(provider).FIXTURES
         chain: tuple[Classifier, ...] = (*plugin.CLASSIFIERS, *DEFAULT_CLASSIFIERS)
         for fx in fixtures:
             verdict = classify(fx.error(), kind=fx.kind, classifiers=chain, label=fx.label)

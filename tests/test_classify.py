@@ -30,7 +30,7 @@ import agent_guard._classify
 from agent_guard import DEFAULT_CLASSIFIERS, Category, ErrorFacts, Kind, Verdict, classify
 from agent_guard._facts import facts_from, kind_of
 from agent_guard.classifiers._http import provider_from_label
-from agent_guard.testing import openai_status_error, openai_stream_error
+from agent_guard.testing import openai_status_error, openai_stream_error, raised
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
 SECRET = "sk-proj-TESTSECRET0123456789abcdefABCDEF"
@@ -39,22 +39,6 @@ SECRET = "sk-proj-TESTSECRET0123456789abcdefABCDEF"
 def sdk_wrapped(status: int, body: object, headers: dict[str, str] | None = None) -> APIStatusError:
     """An HTTP error through the real SDK, wrapped as livekit/agents/inference/llm.py does."""
     return openai_status_error(status, json=body, headers=headers, retryable=False)
-
-
-def raised(outer: Callable[[], BaseException], inner: BaseException) -> BaseException:
-    """``outer()`` raised ``from inner`` inside ``except inner``, as livekit's plugins raise."""
-    try:
-        try:
-            raise inner
-        except BaseException as e:
-            raise outer() from e
-    except BaseException as wrapped:
-        return wrapped
-
-
-def mid_stream_error(body: dict[str, object]) -> BaseException:
-    """An SSE error event mid-stream: openai/_streaming.py APIError, wrapped by livekit."""
-    return openai_stream_error(body)
 
 
 class Exploding(Exception):
@@ -160,7 +144,7 @@ class TestFactsFrom:
             message="Too Many Requests",
             headers=CIMultiDictProxy(CIMultiDict({"Retry-After": "3"})),
         )
-        error = raised(lambda: APIConnectionError("connect failed"), cause)
+        error = raised(APIConnectionError("connect failed"), cause=cause)
         facts = facts_from(error, kind=Kind.STT)
         assert facts.status_code == 429
         assert facts.body is None
@@ -250,32 +234,41 @@ class TestHttpRules:
         ("error", "category"),
         [
             (APITimeoutError(), Category.TIMEOUT),
-            (raised(APITimeoutError, httpx2.ReadTimeout("read timed out")), Category.TIMEOUT),
-            (raised(APIConnectionError, httpx2.ReadTimeout("")), Category.TIMEOUT),
+            (
+                raised(APITimeoutError(), cause=httpx2.ReadTimeout("read timed out")),
+                Category.TIMEOUT,
+            ),
+            (raised(APIConnectionError(), cause=httpx2.ReadTimeout("")), Category.TIMEOUT),
             (TimeoutError(), Category.TIMEOUT),
             (RuntimeError("request timed out after 10s"), Category.TIMEOUT),
-            (raised(APIConnectionError, aiohttp.ServerDisconnectedError()), Category.CONNECTION),
-            (raised(APIConnectionError, httpx2.ConnectError("refused")), Category.CONNECTION),
+            (
+                raised(APIConnectionError(), cause=aiohttp.ServerDisconnectedError()),
+                Category.CONNECTION,
+            ),
+            (
+                raised(APIConnectionError(), cause=httpx2.ConnectError("refused")),
+                Category.CONNECTION,
+            ),
             (ConnectionResetError(), Category.CONNECTION),
             (OSError("network unreachable"), Category.CONNECTION),
             (APIConnectionError("all LLMs failed"), Category.CONNECTION),
             (
-                mid_stream_error({"message": "Client closed request", "code": 499}),
+                openai_stream_error({"message": "Client closed request", "code": 499}),
                 Category.CLIENT_CANCELLED,
             ),
-            (mid_stream_error({"message": "x", "code": "499"}), Category.CLIENT_CANCELLED),
+            (openai_stream_error({"message": "x", "code": "499"}), Category.CLIENT_CANCELLED),
             (
-                mid_stream_error({"message": "x", "code": "request_cancelled"}),
+                openai_stream_error({"message": "x", "code": "request_cancelled"}),
                 Category.CLIENT_CANCELLED,
             ),
-            (mid_stream_error({"message": "boom", "code": "server_error"}), Category.CONNECTION),
+            (openai_stream_error({"message": "boom", "code": "server_error"}), Category.CONNECTION),
             (asyncio.CancelledError(), Category.CLIENT_CANCELLED),
             (
-                raised(asyncio.CancelledError, APIStatusError("x", status_code=500)),
+                raised(asyncio.CancelledError(), cause=APIStatusError("x", status_code=500)),
                 Category.CLIENT_CANCELLED,
             ),
             (
-                raised(lambda: RuntimeError("x"), asyncio.CancelledError()),
+                raised(RuntimeError("x"), cause=asyncio.CancelledError()),
                 Category.CLIENT_CANCELLED,
             ),
             (RuntimeError("boom"), Category.UNKNOWN),
@@ -313,8 +306,8 @@ class TestHttpRules:
     def test_status_wins_over_connection_wrapper(self) -> None:
         """livekit's "failed after N attempts" wrapper is classified by its cause's status."""
         error = raised(
-            lambda: APIConnectionError("failed to generate LLM completion after 4 attempts"),
-            sdk_wrapped(503, {"error": "busy"}),
+            APIConnectionError("failed to generate LLM completion after 4 attempts"),
+            cause=sdk_wrapped(503, {"error": "busy"}),
         )
         assert classify(error, kind=Kind.LLM).category is Category.OVERLOADED
 

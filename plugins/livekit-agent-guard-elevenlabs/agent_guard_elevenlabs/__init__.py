@@ -1,0 +1,19 @@
+"""livekit-agent-guard classifiers for ElevenLabs: quota_exceeded versus a bad key, concurrency.
+
+Usage::
+
+    import agent_guard, agent_guard_elevenlabs
+
+    classifiers = (*agent_guard_elevenlabs.CLASSIFIERS, *agent_guard.DEFAULT_CLASSIFIERS)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from agent_guard_elevenlabs._classifier import CLASSIFIERS, classify
+
+try:
+    __version__ = version("livekit-agent-guard-elevenlabs")
+except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+    __version__ = "0.0.0"
+
+__all__ = ["CLASSIFIERS", "__version__", "classify"]
