@@ -210,6 +210,7 @@ class Guard:
             classifiers=self._policy.classifiers,
             label=getattr(err, "label", None),
             recoverable=livekit_recoverable,
+            retry_horizon=self._policy.retry_horizon,
         )
         arrival = _Arrival(error=err, epoch=self._epochs[kind])
         if self._pending is not None and not self._pending.done():

@@ -19,6 +19,7 @@ from livekit import rtc
 from livekit.agents import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
+from agent_guard._classify import DEFAULT_RETRY_HORIZON
 from agent_guard._errors import PolicyError
 from agent_guard._facts import Classifier
 from agent_guard._hooks import Hook, log_verdict
@@ -135,6 +136,9 @@ class GuardPolicy:
             output behave. Bounded by :data:`MAX_FAREWELL_TIMEOUT`.
         classifiers: The classifier chain, tried in order before the generic
             HTTP rules (which always run last).
+        retry_horizon: Seconds a session can wait for a provider: a rate limit whose
+            ``Retry-After`` (or "retry after N seconds" in the message) is longer is
+            terminal ``quota_exhausted`` (an Azure daily cap, a Groq tokens-per-day limit).
         tolerances: Per-kind :class:`Tolerance`; kinds left out keep the default.
     """
 
@@ -145,6 +149,7 @@ class GuardPolicy:
     presynthesize: bool = False
     farewell_timeout: float = 8.0
     classifiers: tuple[Classifier, ...] = DEFAULT_CLASSIFIERS
+    retry_horizon: float = DEFAULT_RETRY_HORIZON
     tolerances: Mapping[Kind | str, Tolerance] = field(default_factory=_default_tolerances)
     hooks: tuple[Hook, ...] = (log_verdict,)
     signal: FrontendSignal | None = field(default_factory=FrontendSignal)
@@ -169,6 +174,7 @@ class GuardPolicy:
             if not callable(c):
                 raise PolicyError(f"classifiers must be callables, got {c!r}")
         object.__setattr__(self, "classifiers", classifiers)
+        _check_seconds("retry_horizon", self.retry_horizon, upper=None)
         object.__setattr__(self, "tolerances", _normalise_tolerances(self.tolerances))
         hooks = tuple(self.hooks)
         for h in hooks:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 
 __all__ = ["redact", "sanitize_hint"]
 
@@ -27,6 +28,9 @@ _TOKEN_CHARS = r"A-Za-z0-9+_=\-"
 
 # ANSI escape sequences go whole: removing only ESC would leave "[31m" behind.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+# Invisible format characters written as escapes, as repr() and JSON print them (livekit's
+# APIStatusError str() embeds repr(body)): "sk-abc\\u200bdef" must rejoin too.
+_ESCAPED_FORMAT = re.compile(r"\\(?:u(?:00ad|200[b-f]|202[a-e]|206[0-9a-f]|feff)|xad)", re.I)
 
 # Ordered (see _scrub): credential-named fields first, so a key quoted in JSON is
 # replaced whole; then the specific shapes, whose readable prefixes must survive the
@@ -45,9 +49,22 @@ _AUTH_SCHEME = re.compile(
 # possessive name never backtracks into itself when no separator follows.
 _FIELD = re.compile(r"""(?<![\w\-])([A-Za-z][\w\-]{0,63}+)(["']?\s*[:=]\s*["']?)([^\s"'&,;}\]]+)""")
 _SENSITIVE_NAME = re.compile(
-    r"(?:key|secret|token|password|passwd|credentials?|authorization|signature)\Z",
+    r"(?:key|secret|token|password|passwd|passphrase|pwd|credentials?|authorization|auth"
+    r"|signature|sig|cookie|session(?:id)?)\Z",
     re.IGNORECASE,
 )
+# Headers whose whole value is a credential, scheme and all ("Authorization: Bearer x",
+# "Basic <b64>", "Cookie: a=1; b=2"): the value runs to the end of the quoted string or
+# line, so the field rule cannot stop at the scheme word and leave the token behind.
+_CREDENTIAL_HEADER = re.compile(
+    r"""(?i)\b((?:proxy-)?authorization|(?:set-)?cookie)(["']?\s*[:=]\s*["']?)[^\r\n"'}\]]{1,1024}"""
+)
+# scheme://user:password@host
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,15}://[^/\s:@]{0,128}:)[^/\s@]{1,256}@")
+# AWS access key ids, and base64 secrets that contain "/" or "+" (AWS secret access keys):
+# the generic long-token rule stops at "/" so that URL paths stay readable.
+_AWS_KEY_ID = re.compile(r"\b(A[KS]IA)[0-9A-Z]{16}\b")
+_SLASHED_SECRET = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/=]{40,}")
 # The lookbehind anchors matches at the start of a run: without it a 31-char run would
 # be retried from each of its positions.
 _LONG_TOKEN = re.compile(r"(?<![" + _TOKEN_CHARS + r"])[" + _TOKEN_CHARS + r"]{32,}")
@@ -81,10 +98,20 @@ def _window(text: str, limit: int) -> tuple[str, bool]:
 
 
 def _field(match: re.Match[str]) -> str:
-    name, separator, _ = match.groups()
-    if _SENSITIVE_NAME.search(name):
+    name, separator, value = match.groups()
+    if _SENSITIVE_NAME.search(name) and not value.startswith(REDACTED[:-1]):
         return f"{name}{separator}{REDACTED}"
     return match.group(0)
+
+
+def _slashed_secret(match: re.Match[str]) -> str:
+    # A base64 secret mixes cases and digits; a URL path ("/v1/chat/completions") does not.
+    token = match.group(0)
+    if ("/" in token or "+" in token) and not token.startswith("/"):
+        has = (any(c.isupper() for c in token), any(c.islower() for c in token))
+        if all(has) and any(c.isdigit() for c in token):
+            return REDACTED
+    return token
 
 
 def _long_token(match: re.Match[str]) -> str:
@@ -116,23 +143,38 @@ _RULE_MARKERS = ("eyj", "sk-", "sk_", "aiza", "bearer", "token")
 
 
 def _printable(text: str) -> str:
-    """Replace every non-printable character with a space.
+    """Remove invisible format characters; replace every other non-printable with a space.
 
     Controls, bidi overrides, zero-width characters and line separators would let
-    provider text reorder, hide or forge what a log line shows.
+    provider text reorder, hide or forge what a log line shows. Format characters
+    (zero-width space and joiners, bidi marks, soft hyphen) are *removed*, not spaced: a
+    key split by one must rejoin, or each half escapes the key rules.
     """
     text = _ANSI.sub(" ", text)
+    if "\\u" in text or "\\x" in text:
+        text = _ESCAPED_FORMAT.sub("", text)
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else " " for c in text)
+    return "".join(
+        c if c.isprintable() else ("" if unicodedata.category(c) == "Cf" else " ") for c in text
+    )
 
 
 def _scrub(text: str) -> str:
-    text = _FIELD.sub(_field, _printable(text))
+    text = _printable(text)
     lowered = text.lower()
+    if "auth" in lowered or "cookie" in lowered:
+        text = _CREDENTIAL_HEADER.sub(r"\1\2" + REDACTED, text)
+    if "://" in text and "@" in text:
+        text = _URL_USERINFO.sub(r"\1" + REDACTED + "@", text)
+    text = _FIELD.sub(_field, text)
     if any(marker in lowered for marker in _RULE_MARKERS):
         for pattern, replacement in _RULES:
             text = pattern.sub(replacement, text)
+    if "ia" in lowered:
+        text = _AWS_KEY_ID.sub(r"\1" + ELLIPSIS + REDACTED, text)
+    if "/" in text or "+" in text:
+        text = _SLASHED_SECRET.sub(_slashed_secret, text)
     return _LONG_TOKEN.sub(_long_token, text)
 
 
@@ -144,8 +186,9 @@ def redact(text: str, *, limit: int = 500) -> str:
         limit: Maximum length of the result, ellipsis included.
 
     Returns:
-        The text with API keys, bearer tokens, JWTs, credential-named fields and long
-        opaque tokens replaced by ``[redacted]`` (keeping a recognisable prefix such as
+        The text with API keys, bearer/basic credentials, cookies, URL passwords, JWTs,
+        credential-named fields (``sig=``, ``passphrase=``, ``auth=``, ...), AWS keys and
+        long opaque tokens replaced by ``[redacted]`` (keeping a recognisable prefix such as
         ``sk-…[redacted]``), control characters replaced by spaces, cut to ``limit``.
     """
     window, cut = _window(text, limit)

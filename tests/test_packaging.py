@@ -10,7 +10,7 @@ from packaging.requirements import Requirement
 
 import agent_guard
 
-PROVIDERS = ("anthropic", "cartesia", "deepgram", "elevenlabs", "google", "openai")
+PROVIDERS = ("anthropic", "assemblyai", "cartesia", "deepgram", "elevenlabs", "google")
 
 
 class TestNames:
@@ -30,6 +30,20 @@ class TestNames:
         ]
         assert core.specifier.contains(agent_guard.__version__, prereleases=True)
         assert not core.specifier.contains("0.2.0")
+
+    @pytest.mark.parametrize("provider", PROVIDERS)
+    def test_extra_installs_the_plugin(self, provider: str) -> None:
+        """`pip install livekit-agent-guard[<provider>]` brings the provider's classifier."""
+        reqs = [Requirement(r) for r in requires("livekit-agent-guard") or []]
+        extra = [r.name for r in reqs if r.marker and r.marker.evaluate({"extra": provider})]
+        every = [r.name for r in reqs if r.marker and r.marker.evaluate({"extra": "all"})]
+        assert extra == [f"livekit-agent-guard-{provider}"]
+        assert extra[0] in every
+
+    def test_openai_is_the_cores(self) -> None:
+        """No separate OpenAI distribution: the core classifies OpenAI-compatible hosts."""
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module("agent_guard_openai")
 
     @pytest.mark.parametrize("provider", PROVIDERS)
     def test_fixtures_are_not_in_the_package(self, provider: str) -> None:

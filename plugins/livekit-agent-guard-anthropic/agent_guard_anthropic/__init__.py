@@ -1,10 +1,7 @@
 """livekit-agent-guard classifiers for Anthropic: credit balance, spend limits, overload.
 
-Usage::
-
-    import agent_guard, agent_guard_anthropic
-
-    classifiers = (*agent_guard_anthropic.CLASSIFIERS, *agent_guard.DEFAULT_CLASSIFIERS)
+Installed with ``pip install livekit-agent-guard[anthropic]``; the core's default chain finds
+it (entry point ``agent_guard.classifiers``) and runs it on this provider's errors.
 """
 
 from importlib.metadata import PackageNotFoundError, version

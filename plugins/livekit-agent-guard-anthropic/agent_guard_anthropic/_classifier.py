@@ -120,5 +120,5 @@ def classify(facts: ErrorFacts) -> Verdict | None:
     return facts.verdict(category, provider=PROVIDER, hint=_HINTS[type_], quota=quota)
 
 
-#: Compose explicitly: ``(*agent_guard_anthropic.CLASSIFIERS, *agent_guard.DEFAULT_CLASSIFIERS)``.
+#: For an explicit chain (the default one finds this plugin by itself).
 CLASSIFIERS: tuple[Classifier, ...] = (classify,)

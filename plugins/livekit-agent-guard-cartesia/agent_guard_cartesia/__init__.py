@@ -1,10 +1,7 @@
 """livekit-agent-guard classifiers for Cartesia: credits (402) and concurrency limits.
 
-Usage::
-
-    import agent_guard, agent_guard_cartesia
-
-    classifiers = (*agent_guard_cartesia.CLASSIFIERS, *agent_guard.DEFAULT_CLASSIFIERS)
+Installed with ``pip install livekit-agent-guard[cartesia]``; the core's default chain finds
+it (entry point ``agent_guard.classifiers``) and runs it on this provider's errors.
 """
 
 from importlib.metadata import PackageNotFoundError, version

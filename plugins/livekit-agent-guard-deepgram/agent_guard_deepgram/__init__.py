@@ -1,10 +1,7 @@
 """livekit-agent-guard classifiers for Deepgram: out of credits (402), auth, rate limits.
 
-Usage::
-
-    import agent_guard, agent_guard_deepgram
-
-    classifiers = (*agent_guard_deepgram.CLASSIFIERS, *agent_guard.DEFAULT_CLASSIFIERS)
+Installed with ``pip install livekit-agent-guard[deepgram]``; the core's default chain finds
+it (entry point ``agent_guard.classifiers``) and runs it on this provider's errors.
 """
 
 from importlib.metadata import PackageNotFoundError, version

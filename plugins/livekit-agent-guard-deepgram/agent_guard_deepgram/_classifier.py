@@ -8,6 +8,12 @@ of the bodies: websocket handshakes and HTTP TTS raise
 (``stt.py:803-808``, ``tts.py:297-302``), so for Deepgram's models the status decides.
 The ``err_code`` is still honoured when a body does arrive (another client, a proxy).
 
+A refused listen/speak websocket handshake keeps no body, but Deepgram puts the reason in
+a ``dg-error`` response header (its own examples print ``e.headers.get("dg-error")``,
+deepgram-devs/BackgroundFiltering ``test.py``); livekit raises ``from None``, so the
+aiohttp ``WSServerHandshakeError`` and its headers survive on ``__context__``, where the
+core reads them. The reason joins the hint.
+
 Known gap, upstream: the pre-recorded ``STT.recognize`` never checks the HTTP status
 (``stt.py:271-301``); a 402 body is parsed as a transcript and surfaces as
 ``APIConnectionError`` caused by ``KeyError('metadata')``. Nothing on that chain names
@@ -88,8 +94,12 @@ def classify(facts: ErrorFacts) -> Verdict | None:
         quota = QuotaInfo(quota_type=facts.kind.value, category=code or "ASR_PAYMENT_REQUIRED")
     elif category is Category.RATE_LIMITED:
         quota = QuotaInfo(category=code)
-    return facts.verdict(category, provider=PROVIDER, hint=_HINTS[category], quota=quota)
+    hint = _HINTS[category]
+    if reason := facts.headers.get("dg-error"):
+        # Provider text: ErrorFacts.verdict sanitises and bounds the hint.
+        hint = f"{hint} Deepgram said: {reason}"
+    return facts.verdict(category, provider=PROVIDER, hint=hint, quota=quota)
 
 
-#: Compose explicitly: ``(*agent_guard_deepgram.CLASSIFIERS, *agent_guard.DEFAULT_CLASSIFIERS)``.
+#: For an explicit chain (the default one finds this plugin by itself).
 CLASSIFIERS: tuple[Classifier, ...] = (classify,)

@@ -55,17 +55,28 @@ def _wrapped(e: ClientResponseError) -> BaseException:
     return raised(lk, cause=e, hide_cause=True)
 
 
-def _ws_handshake(fx: Fixture) -> BaseException:
-    # stt.py:803-808: the listen websocket's handshake fails.
+def _handshake_error(fx: Fixture) -> Any:
     import aiohttp
+    from multidict import CIMultiDict, CIMultiDictProxy
 
     assert fx.status is not None
     info = _request_info("wss://api.deepgram.com/v1/listen?model=nova-3")
-    return _wrapped(
-        aiohttp.WSServerHandshakeError(
-            info, (), status=fx.status, message="Invalid response status"
-        )
+    headers = CIMultiDictProxy(CIMultiDict(fx.headers))
+    return aiohttp.WSServerHandshakeError(
+        info, (), status=fx.status, message="Invalid response status", headers=headers
     )
+
+
+def _ws_handshake(fx: Fixture) -> BaseException:
+    # stt.py (_connect_ws): the listen websocket's handshake fails, re-raised `from None`.
+    return _wrapped(_handshake_error(fx))
+
+
+def _raw_handshake(fx: Fixture) -> BaseException:
+    # Older plugin versions let the aiohttp error itself reach the session
+    # (livekit/agents#3519: STTError(error=WSServerHandshakeError(...))).
+    error: BaseException = _handshake_error(fx)
+    return raised(error)
 
 
 def _tts_http(fx: Fixture) -> BaseException:
@@ -151,5 +162,26 @@ FIXTURES: tuple[Fixture, ...] = (
         expected=Category.CONNECTION,
         terminal=False,
         build=_prerecorded,
+    ),
+    Fixture(
+        id="listen_ws_402_dg_error",
+        # The 402 of deepgram-js-sdk#353, with the dg-error header Deepgram's own examples
+        # read (deepgram-devs/BackgroundFiltering test.py); the header's text is ours.
+        source="https://github.com/deepgram/deepgram-js-sdk/issues/353",
+        status=402,
+        body=_PAYMENT,
+        headers={"dg-error": "Insufficient credits for this request", "dg-request-id": "uuid"},
+        expected=Category.QUOTA_EXHAUSTED,
+        terminal=True,
+        build=_ws_handshake,
+    ),
+    Fixture(
+        id="listen_ws_raw_handshake_401",
+        source="https://github.com/livekit/agents/issues/3519",
+        status=401,
+        body=None,
+        expected=Category.AUTH,
+        terminal=True,
+        build=_raw_handshake,
     ),
 )

@@ -1,10 +1,7 @@
 """livekit-agent-guard classifiers for ElevenLabs: quota_exceeded versus a bad key, concurrency.
 
-Usage::
-
-    import agent_guard, agent_guard_elevenlabs
-
-    classifiers = (*agent_guard_elevenlabs.CLASSIFIERS, *agent_guard.DEFAULT_CLASSIFIERS)
+Installed with ``pip install livekit-agent-guard[elevenlabs]``; the core's default chain finds
+it (entry point ``agent_guard.classifiers``) and runs it on this provider's errors.
 """
 
 from importlib.metadata import PackageNotFoundError, version

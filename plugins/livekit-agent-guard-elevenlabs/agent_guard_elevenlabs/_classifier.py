@@ -14,8 +14,17 @@ key". How much of it reaches us depends on the livekit-plugins-elevenlabs 1.8.9 
 * realtime STT raises ``APIConnectionError(f"ElevenLabs STT error [{message_type}]")``
   (``stt.py:880-895``), the ``message_type`` being ``quota_exceeded``, ``auth_error``...
 
-Bare tokens and bare statuses are only trusted when the model label (or the request
-host) says ElevenLabs; the ``detail`` body and the STT message are ElevenLabs' own.
+* a websocket closed by ElevenLabs becomes ``APIStatusError(status_code=<close code>)``
+  (TTS: ``tts.py`` ``_recv_loop``, reason dropped; realtime STT: ``stt.py``, reason kept
+  as ``body=f"{msg.data=} {msg.extra=}"``). ElevenLabs closes with **1008** (policy
+  violation) for quota and for transient or configuration problems alike ("Maximum
+  simultaneous contexts per WebSocket connection exceeded (5)", livekit/agents#5844,
+  pipecat#4114; an input timeout, elevenlabs-docs#426), and a quota termination may come
+  as 1002 "This request exceeds your quota limit." (elevenlabs/packages#911): the reason
+  decides, and a close without one is transient.
+
+Bare tokens, bare statuses and close codes are only trusted when the model label (or the
+request host) says ElevenLabs; the ``detail`` body and the STT message are ElevenLabs' own.
 """
 
 from __future__ import annotations
@@ -55,6 +64,27 @@ _AMBIGUOUS_401 = (
     "key is invalid or the character quota is exhausted."
 )
 _STT_MESSAGE = re.compile(r"ElevenLabs STT error \[([a-z_]+)\]")
+_CLOSED = (
+    "ElevenLabs closed the websocket ({code}) for a reason that is not about quota or the "
+    "key (e.g. too many open contexts, an input timeout): reconnecting helps."
+)
+_QUOTA_REASON = ("quota", "credits")
+_AUTH_REASON = ("api key", "api_key", "unauthorized", "authentication")
+
+
+def _closed(facts: ErrorFacts, code: int) -> Verdict:
+    reason = (facts.close_reason or "").lower()
+    if any(word in reason for word in _QUOTA_REASON):
+        quota = QuotaInfo(quota_type=facts.kind.value, category=f"close_{code}")
+        return facts.verdict(
+            Category.QUOTA_EXHAUSTED,
+            provider=PROVIDER,
+            hint=_HINTS[Category.QUOTA_EXHAUSTED],
+            quota=quota,
+        )
+    if any(word in reason for word in _AUTH_REASON):
+        return facts.verdict(Category.AUTH, provider=PROVIDER, hint=_HINTS[Category.AUTH])
+    return facts.verdict(Category.CONNECTION, provider=PROVIDER, hint=_CLOSED.format(code=code))
 
 
 def _is_elevenlabs(facts: ErrorFacts) -> bool:
@@ -91,7 +121,8 @@ def classify(facts: ErrorFacts) -> Verdict | None:
 
     Returns:
         A Verdict for the statuses above, ``AUTH`` (with a two-cause hint) for a bodiless
-        ElevenLabs 401, else ``None``.
+        ElevenLabs 401, a websocket close by its reason (quota, key, else transient
+        ``CONNECTION``), else ``None``.
     """
     trusted = _is_elevenlabs(facts)
     for status in _statuses(facts, trusted):
@@ -106,8 +137,10 @@ def classify(facts: ErrorFacts) -> Verdict | None:
         return facts.verdict(category, provider=PROVIDER, hint=_HINTS[category], quota=quota)
     if trusted and facts.status_code == 401 and not isinstance(facts.body, Mapping):
         return facts.verdict(Category.AUTH, provider=PROVIDER, hint=_AMBIGUOUS_401)
+    if trusted and facts.close_code is not None:
+        return _closed(facts, facts.close_code)
     return None
 
 
-#: Compose explicitly: ``(*agent_guard_elevenlabs.CLASSIFIERS, *agent_guard.DEFAULT_CLASSIFIERS)``.
+#: For an explicit chain (the default one finds this plugin by itself).
 CLASSIFIERS: tuple[Classifier, ...] = (classify,)

@@ -1,10 +1,7 @@
 """livekit-agent-guard classifiers for Google Gemini: daily quota, prepay, capacity, bad keys.
 
-Usage::
-
-    import agent_guard, agent_guard_google
-
-    classifiers = (*agent_guard_google.CLASSIFIERS, *agent_guard.DEFAULT_CLASSIFIERS)
+Installed with ``pip install livekit-agent-guard[google]``; the core's default chain finds
+it (entry point ``agent_guard.classifiers``) and runs it on this provider's errors.
 """
 
 from importlib.metadata import PackageNotFoundError, version

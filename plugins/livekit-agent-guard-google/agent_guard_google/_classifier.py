@@ -159,5 +159,5 @@ def classify(facts: ErrorFacts) -> Verdict | None:
     return None
 
 
-#: Compose explicitly: ``(*agent_guard_google.CLASSIFIERS, *agent_guard.DEFAULT_CLASSIFIERS)``.
+#: For an explicit chain (the default one finds this plugin by itself).
 CLASSIFIERS: tuple[Classifier, ...] = (classify,)

@@ -1,8 +1,9 @@
-"""agent_guard_openai: every documented OpenAI failure gets the right Verdict.
+"""The core's OpenAI(-compatible) rules: every documented failure gets the right Verdict.
 
-Each fixture is checked twice: as ``fixtures.build()`` reconstructs livekit's exception,
-and (HTTP ones) as the real ``livekit.plugins.openai.LLM`` raises it against a local
-server, so the reconstruction cannot drift from what the plugin does.
+By default, with no ``classifiers=``: OpenAI and every OpenAI-compatible host are the
+core's. Each fixture (``tests/openai_fixtures.py``) is checked twice: as its ``build``
+reconstructs livekit's exception, and (HTTP ones) as the real ``livekit.plugins.openai.LLM``
+raises it against a local server, so the reconstruction cannot drift from the plugin.
 """
 
 from __future__ import annotations
@@ -11,22 +12,21 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from agent_guard_openai import CLASSIFIERS
-from agent_guard_openai import classify as classify_only
 from livekit.agents import APIError, APIStatusError
 from livekit.plugins import openai
-from openai_fixtures import API_KEY, FIXTURES, LLM_LABEL, Fixture
 
-from agent_guard import DEFAULT_CLASSIFIERS, Category, Kind, classify
-from agent_guard.classifiers import facts_from
+from agent_guard import Category, Kind, classify
+from agent_guard.classifiers import facts_from, openai_rules
 from agent_guard.testing.plugins import (
     FixtureServer,
     assert_fixture_verdict,
     assert_llm_error_verdict,
     check_classifier_is_total,
 )
+from tests.openai_fixtures import API_KEY, FIXTURES, LLM_LABEL, Fixture
 
-CHAIN = (*CLASSIFIERS, *DEFAULT_CLASSIFIERS)
+#: Nothing in front of the default chain: the core alone must be right.
+CLASSIFIERS = ()
 HTTP_FIXTURES = [fx for fx in FIXTURES if fx.status is not None]
 SECRETS = [API_KEY]
 
@@ -70,12 +70,12 @@ class TestDefers:
     def test_returns_none(self, body: dict[str, Any]) -> None:
         """The OpenAI classifier answers None; the core chain decides."""
         error = APIStatusError("Error code: 429", status_code=429, body=body)
-        assert classify_only(facts_from(error, kind=Kind.LLM, label=LLM_LABEL)) is None
+        assert openai_rules(facts_from(error, kind=Kind.LLM, label=LLM_LABEL)) is None
 
     def test_bare_429_stays_rate_limited(self) -> None:
         """Without a code, a 429 is a rate limit (generic rules), never a quota."""
         error = APIStatusError("Error code: 429", status_code=429, body=None)
-        verdict = classify(error, kind=Kind.LLM, classifiers=CHAIN, label=LLM_LABEL)
+        verdict = classify(error, kind=Kind.LLM, label=LLM_LABEL)
         assert verdict.category is Category.RATE_LIMITED
         assert verdict.terminal is False
 
@@ -101,4 +101,4 @@ class TestRealPlugin:
 
 def test_classifier_is_total() -> None:
     """Whatever the body, message or chain, the classifier answers a Verdict or None."""
-    check_classifier_is_total(classify_only, kind=Kind.LLM, label=LLM_LABEL)
+    check_classifier_is_total(openai_rules, kind=Kind.LLM, label=LLM_LABEL)

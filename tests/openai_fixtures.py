@@ -21,6 +21,7 @@ and ``type`` (its error-codes guide shows no verbatim JSON for the billing codes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from agent_guard._verdict import Category, Kind
@@ -35,8 +36,15 @@ LLM_LABEL = "livekit.plugins.openai.llm.LLM"
 REALTIME_LABEL = "livekit.plugins.openai.realtime.realtime_model.RealtimeModel"
 _REALTIME_PROVIDER = "OpenAI Realtime API"  # RealtimeSession._provider_label (:572)
 
-#: Each fixture names its ``build``: the HTTP path or one of the two Realtime ones.
-Fixture = ProviderFixture
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fixture(ProviderFixture):
+    """An OpenAI(-compatible) failure; each names its ``build``: HTTP or a Realtime path."""
+
+    url: str = "https://api.openai.com/v1/chat/completions"
+    """The endpoint: OpenAI's, or an OpenAI-compatible host's (``openai.LLM(base_url=...)``)."""
+    kind: Kind = Kind.LLM
+    label: str = LLM_LABEL
 
 
 def _http(fx: Fixture) -> BaseException:
@@ -45,7 +53,7 @@ def _http(fx: Fixture) -> BaseException:
     from livekit.agents import APIStatusError
 
     assert fx.status is not None
-    request = httpx2.Request("POST", "https://api.openai.com/v1/chat/completions")
+    request = httpx2.Request("POST", fx.url)
     response = httpx2.Response(fx.status, json=fx.body, headers=fx.headers, request=request)
     client = openai.AsyncOpenAI(api_key=API_KEY, max_retries=0)
     e = client._make_status_error_from_response(response)
@@ -270,5 +278,227 @@ FIXTURES: tuple[Fixture, ...] = (
         expected=Category.QUOTA_EXHAUSTED,
         terminal=True,
         build=_realtime_response_failed,
+    ),
+    Fixture(
+        id="organization_spend_limit_exceeded",
+        # Spend-limits guide: 429 with organization_spend_limit_exceeded; message paraphrased.
+        source="https://developers.openai.com/api/docs/guides/spend-limits",
+        status=429,
+        body=_err(
+            "Your organization has reached its monthly spend limit.",
+            "insufficient_quota",
+            "organization_spend_limit_exceeded",
+        ),
+        expected=Category.QUOTA_EXHAUSTED,
+        terminal=True,
+        build=_http,
+    ),
+    Fixture(
+        id="organization_usage_limit_exceeded",
+        # Error-codes guide (usage tier limit); message paraphrased.
+        source="https://developers.openai.com/api/docs/guides/error-codes",
+        status=429,
+        body=_err(
+            "Your organization has reached its usage limit.",
+            "insufficient_quota",
+            "organization_usage_limit_exceeded",
+        ),
+        expected=Category.QUOTA_EXHAUSTED,
+        terminal=True,
+        build=_http,
+    ),
+    Fixture(
+        id="new_code_same_type",
+        # "OpenAI has changed the code while keeping the type" (livekit's realtime
+        # _FATAL_ERROR_CODES comment): an unknown code with type insufficient_quota.
+        source="https://github.com/livekit/agents/pull/6352",
+        status=429,
+        body=_err(_QUOTA_MESSAGE, "insufficient_quota", "quota_exceeded_v2"),
+        expected=Category.QUOTA_EXHAUSTED,
+        terminal=True,
+        build=_http,
+    ),
+    Fixture(
+        id="account_deactivated",
+        # Error-codes guide: "Your account is deactivated"; message paraphrased.
+        source="https://developers.openai.com/api/docs/guides/error-codes",
+        status=401,
+        body=_err(
+            "This key is associated with a deactivated account.",
+            "invalid_request_error",
+            "account_deactivated",
+        ),
+        expected=Category.PERMISSION,
+        terminal=True,
+        build=_http,
+    ),
+    Fixture(
+        id="groq_tokens_per_day",
+        # Verbatim message in continuedev/continue#10920 (Groq, tokens per day): the
+        # daily limit's "try again in 9m38.016s" is longer than any call waits.
+        source="https://github.com/continuedev/continue/issues/10920",
+        url="https://api.groq.com/openai/v1/chat/completions",
+        status=429,
+        body=_err(
+            "Rate limit reached for model `llama-3.3-70b-versatile` in organization "
+            "`org_01kjh7p9n8f1qs6nz2bz77vy6b` service tier `on_demand` on tokens per day "
+            "(TPD): Limit 100000, Used 97050, Requested 3619. Please try again in 9m38.016s. "
+            "Need more tokens? Upgrade to Dev Tier today at "
+            "https://console.groq.com/settings/billing",
+            "tokens",
+            "rate_limit_exceeded",
+        ),
+        expected=Category.QUOTA_EXHAUSTED,
+        terminal=True,
+        build=_http,
+    ),
+    Fixture(
+        id="groq_tokens_per_minute",
+        # Verbatim message in ago19800/HomeMind#29: a per-minute limit, 11.455 s.
+        source="https://github.com/ago19800/HomeMind/issues/29",
+        url="https://api.groq.com/openai/v1/chat/completions",
+        status=429,
+        body=_err(
+            "Rate limit reached for model `llama-3.3-70b-versatile` in organization "
+            "`org_01kes94v04f9ramd2n1vj4gjnc` service tier `on_demand` on tokens per minute "
+            "(TPM): Limit 12000, Used 4437, Requested 9854. Please try again in 11.455s. "
+            "Need more tokens? Upgrade to Dev Tier today at "
+            "https://console.groq.com/settings/billing",
+            "tokens",
+            "rate_limit_exceeded",
+        ),
+        expected=Category.RATE_LIMITED,
+        terminal=False,
+        build=_http,
+    ),
+    Fixture(
+        id="azure_retry_after_86400",
+        # Verbatim message in alex-wolf-ps/dbchatprov2#2 (also jasonacox/TinyLLM#17); Azure
+        # sends the same delay as Retry-After.
+        source="https://github.com/alex-wolf-ps/dbchatprov2/issues/2",
+        url="https://example.openai.azure.com/openai/deployments/gpt-4o/chat/completions",
+        status=429,
+        body={
+            "error": {
+                "code": "429",
+                "message": "Requests to the ChatCompletions_Create Operation under Azure "
+                "OpenAI API version 2024-05-01-preview have exceeded token rate limit of your "
+                "current OpenAI S0 pricing tier. Please retry after 86400 seconds. Please go "
+                "here: https://aka.ms/oai/quotaincrease if you would like to further increase "
+                "the default rate limit.",
+            }
+        },
+        headers={"retry-after": "86400"},
+        expected=Category.QUOTA_EXHAUSTED,
+        terminal=True,
+        build=_http,
+    ),
+    Fixture(
+        id="azure_retry_after_45",
+        # Verbatim message in icereed/paperless-gpt#814: 45 s, which a call can wait.
+        source="https://github.com/icereed/paperless-gpt/issues/814",
+        url="https://example.openai.azure.com/openai/deployments/gpt-4o/chat/completions",
+        status=429,
+        body={
+            "error": {
+                "code": "429",
+                "message": "Your requests to gpt-4.1-nano for gpt-4.1-nano in Sweden Central "
+                "have exceeded the token rate limit for your current AIServices S0 pricing "
+                "tier. This request was for ChatCompletions_Create under Azure OpenAI API "
+                "version 2023-05-15. Please retry after 45 seconds.",
+            }
+        },
+        headers={"retry-after": "45"},
+        expected=Category.RATE_LIMITED,
+        terminal=False,
+        build=_http,
+    ),
+    Fixture(
+        id="azure_content_filter",
+        # Azure OpenAI content filtering doc: 400 code content_filter, param prompt, with the
+        # ResponsibleAIPolicyViolation inner error. The next turn's prompt differs.
+        source="https://learn.microsoft.com/azure/ai-foundry/openai/concepts/content-filter",
+        url="https://example.openai.azure.com/openai/deployments/gpt-4o/chat/completions",
+        status=400,
+        body={
+            "error": {
+                "message": "The response was filtered due to the prompt triggering Azure "
+                "OpenAI's content management policy. Please modify your prompt and retry.",
+                "type": None,
+                "param": "prompt",
+                "code": "content_filter",
+                "status": 400,
+                "innererror": {
+                    "code": "ResponsibleAIPolicyViolation",
+                    "content_filter_result": {
+                        "hate": {"filtered": True, "severity": "high"},
+                    },
+                },
+            }
+        },
+        expected=Category.BAD_REQUEST,
+        terminal=False,
+        build=_http,
+    ),
+    Fixture(
+        id="together_credit_limit_402",
+        # Verbatim body in expectedparrot/edsl#2098 (Together AI).
+        source="https://github.com/expectedparrot/edsl/issues/2098",
+        url="https://api.together.xyz/v1/chat/completions",
+        status=402,
+        body={
+            "id": "o3LiXw4-62bZhn-96040daf687810ab",
+            "error": {
+                "message": "Credit limit exceeded. Please navigate to "
+                "https://api.together.xyz/settings/billing to add credit or upgrade your plan.",
+                "type": "credit_limit",
+                "param": None,
+                "code": None,
+            },
+        },
+        expected=Category.QUOTA_EXHAUSTED,
+        terminal=True,
+        build=_http,
+    ),
+    Fixture(
+        id="deepseek_insufficient_balance_402",
+        # Verbatim body in danilofalcao/jarvis#62 (DeepSeek): no known code, the 402 decides.
+        source="https://github.com/danilofalcao/jarvis/issues/62",
+        url="https://api.deepseek.com/chat/completions",
+        status=402,
+        body={
+            "error": {
+                "message": "Insufficient Balance",
+                "type": "unknown_error",
+                "param": None,
+                "code": "invalid_request_error",
+            }
+        },
+        expected=Category.PAYMENT_REQUIRED,
+        terminal=True,
+        build=_http,
+    ),
+    Fixture(
+        id="realtime_credit_balance_exhausted",
+        # A server error event with the newer code (livekit's _FATAL_ERROR_CODES); message
+        # paraphrased.
+        source="https://github.com/livekit/agents/pull/6352",
+        kind=Kind.REALTIME,
+        label=REALTIME_LABEL,
+        status=None,
+        body={
+            "type": "error",
+            "event_id": "event_credits",
+            "error": {
+                "message": "Your organization has no prepaid credits remaining.",
+                "type": "insufficient_quota",
+                "code": "credit_balance_exhausted",
+                "param": None,
+                "event_id": None,
+            },
+        },
+        expected=Category.QUOTA_EXHAUSTED,
+        terminal=True,
+        build=_realtime_error_event,
     ),
 )
