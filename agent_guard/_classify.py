@@ -30,6 +30,8 @@ _WAITABLE = frozenset({Category.RATE_LIMITED, Category.OVERLOADED})
 
 
 def _as_kind(kind: Kind | str) -> Kind:
+    if type(kind) is Kind:
+        return kind
     try:
         return Kind(kind)
     except (ValueError, TypeError):
@@ -38,6 +40,8 @@ def _as_kind(kind: Kind | str) -> Kind:
 
 
 def _as_horizon(horizon: float) -> float:
+    if type(horizon) is float and not math.isnan(horizon):
+        return horizon
     if isinstance(horizon, bool) or not isinstance(horizon, int | float) or math.isnan(horizon):
         raise ValueError(f"retry_horizon must be a number of seconds, got {horizon!r}")
     return float(horizon)

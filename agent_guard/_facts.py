@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import re
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import islice
@@ -141,19 +141,19 @@ def _walk(error: BaseException) -> tuple[BaseException, ...]:
     plugins ``raise APIStatusError(...) from None`` and the SDK error with the full
     response survives only there.
     """
-    chain: list[BaseException] = []
-    seen: set[int] = set()
-    queue: deque[BaseException] = deque([error])
-    while queue and len(chain) < _MAX_CHAIN:
-        current = queue.popleft()
-        if id(current) in seen:
+    chain = [error]
+    seen = {id(error)}
+    for current in chain:  # grows while iterating: breadth-first
+        try:
+            links = (current.__cause__, current.__context__)
+        except SAFE_ERRORS:  # a subclass may make them raising properties
             continue
-        seen.add(id(current))
-        chain.append(current)
-        for name in ("__cause__", "__context__"):
-            linked = safe_getattr(current, name)
-            if isinstance(linked, BaseException):
-                queue.append(linked)
+        for linked in links:
+            if isinstance(linked, BaseException) and id(linked) not in seen:
+                if len(chain) == _MAX_CHAIN:
+                    return tuple(chain)
+                seen.add(id(linked))
+                chain.append(linked)
     return tuple(chain)
 
 
@@ -185,6 +185,13 @@ def _plain_mapping(value: Mapping[Any, Any]) -> dict[str, Any] | None:
 
 def _decode_body(value: object) -> Mapping[str, Any] | str | None:
     """A body as a plain ``dict`` (JSON text is parsed), bounded text, or ``None``."""
+    if value is None:
+        return None
+    # The common cases first, by exact type: the ABC checks below cost more.
+    if type(value) is dict:
+        return _plain_mapping(value)
+    if type(value) is str:
+        return _decode_text(value)
     if isinstance(value, pydantic.BaseModel):
         # livekit's realtime model raises APIError(body=<openai RealtimeError model>).
         try:
@@ -199,6 +206,10 @@ def _decode_body(value: object) -> Mapping[str, Any] | str | None:
         value = bytes(value).decode("utf-8", errors="replace")
     if not isinstance(value, str):
         return None
+    return _decode_text(value)
+
+
+def _decode_text(value: str) -> Mapping[str, Any] | str | None:
     if len(value) <= _MAX_BODY_BYTES and value.lstrip().startswith("{"):
         try:
             parsed = json.loads(value)
@@ -221,13 +232,15 @@ def _response_body(response: object) -> Mapping[str, Any] | None:
 
 def _header_items(holder: object) -> list[tuple[str, str]]:
     headers = safe_getattr(holder, "headers")
+    if headers is None:  # exceptions mostly have none: skip the second lookup
+        return []
     items = safe_getattr(headers, "items")
     if not callable(items):
         return []
     pairs = []
     try:
         for key, value in islice(items(), _MAX_HEADERS):
-            if isinstance(key, str) and isinstance(value, str):
+            if isinstance(key, str) and isinstance(value, str):  # aiohttp's keys are istr
                 pairs.append((key.lower(), value[:_MAX_HEADER_VALUE]))
     except SAFE_ERRORS:
         return pairs
@@ -315,13 +328,14 @@ def facts_from(
                 mapping_body = body
             elif text_body is None:
                 text_body = body
-        for holder in (current, response):
-            for key, value in _header_items(holder):
-                headers.setdefault(key, value)
+        for key, value in _header_items(current):
+            headers.setdefault(key, value)
         # openai.APIStatusError and the httpx HTTPStatusError on its __context__ share
-        # one response: parse it once.
+        # one response: decode its headers and parse its body once.
         if response is not None and id(response) not in responses_seen:
             responses_seen.add(id(response))
+            for key, value in _header_items(response):
+                headers.setdefault(key, value)
             if response_body is None and mapping_body is None:
                 response_body = _response_body(response)
     return ErrorFacts(
@@ -389,7 +403,7 @@ class ErrorFacts:
             counts=(category is not Category.CLIENT_CANCELLED) if counts is None else counts,
             provider=provider,
             status_code=self.status_code,
-            hint=(sanitize_hint(hint) or None) if hint is not None else None,
+            hint=(_sanitized_hint(hint) or None) if hint is not None else None,
             public_message=PUBLIC_MESSAGES[category] if public_message is None else public_message,
             quota=_clean_quota(quota),
             detail=redact(f"{type(self.error).__name__}: {self.message}"),
@@ -402,16 +416,26 @@ def _clean_quota(quota: QuotaInfo | None) -> QuotaInfo | None:
     # so they get the same redaction as the detail.
     if quota is None:
         return None
+    fields = (quota.quota_type, quota.category, quota.remaining_limit)
+    cleaned = tuple(redacted_field(value) if value else value for value in fields)
+    if cleaned == fields:
+        return quota
     return dataclasses.replace(
-        quota,
-        quota_type=redact(quota.quota_type, limit=64) if quota.quota_type else quota.quota_type,
-        category=redact(quota.category, limit=64) if quota.category else quota.category,
-        remaining_limit=(
-            redact(quota.remaining_limit, limit=64)
-            if quota.remaining_limit
-            else quota.remaining_limit
-        ),
+        quota, quota_type=cleaned[0], category=cleaned[1], remaining_limit=cleaned[2]
     )
+
+
+# Hints and quota fields are mostly a classifier's own constants or a gateway's few
+# categories: sanitise each distinct text once (bounded), not on every error.
+@functools.lru_cache(maxsize=512)
+def _sanitized_hint(text: str) -> str:
+    return sanitize_hint(text)
+
+
+@functools.lru_cache(maxsize=512)
+def redacted_field(text: str) -> str:
+    """``redact(text, limit=64)``, remembered: for short provider fields (quota categories)."""
+    return redact(text, limit=64)
 
 
 Classifier: TypeAlias = Callable[[ErrorFacts], Verdict | None]

@@ -102,6 +102,10 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
 
 
 def _delay_from_text(text: str) -> float | None:
+    # The case-insensitive regex is slow to scan; most messages say neither word.
+    lowered = text.lower()
+    if "retry" not in lowered and "try again" not in lowered:
+        return None
     match = _DELAY_IN_TEXT.search(text)
     if match is None:
         return None
@@ -141,10 +145,9 @@ def retry_delay(facts: ErrorFacts) -> float | None:
     if (seconds := parse_retry_after(facts.headers)) is not None:
         return seconds
     for text in (facts.message, *_body_texts(facts.body)):
-        if "again" in text or "retry" in text.lower():
-            delay = _delay_from_text(text)
-            if delay is not None:
-                return delay
+        delay = _delay_from_text(text)
+        if delay is not None:
+            return delay
     return None
 
 
