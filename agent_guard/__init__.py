@@ -26,7 +26,7 @@ from agent_guard._signal import FrontendSignal
 from agent_guard._verdict import Category, Kind, Verdict
 
 try:
-    __version__ = version("agent-guard")
+    __version__ = version("livekit-agent-guard")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
     __version__ = "0.0.0"
 

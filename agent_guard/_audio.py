@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -135,7 +136,7 @@ async def _file_frames(path: Path) -> AsyncIterator[rtc.AudioFrame]:
             for frame in chunk:
                 yield frame
     finally:
-        decoder.close()
+        decoder.close()  # possibly while a chunk is still decoding in a thread
     if not decoder.produced:
         raise ValueError(f"farewell audio file holds no audio: {path}")
     if kept is not None and key is not None:
@@ -161,10 +162,14 @@ class _Decoder:
     livekit's ``audio_frames_from_file`` drops the end of a file (64 ms of a WAV, up to
     96 ms of a FLAC, measured) because its resampler is never flushed. Decoding with
     PyAV directly and flushing the resampler keeps every sample, which matters for a
-    farewell whose last word is "goodbye". Calls come from worker threads, one at a time.
+    farewell whose last word is "goodbye". Chunks are decoded in worker threads, one at a
+    time; :meth:`close` may come from the event loop while one is still decoding (the
+    playback was cut), so the container is only ever touched under a lock, and closed
+    from a worker thread that waits for it.
     """
 
     def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
         self._path = path
         self._container: Any = None
         self._frames: Iterator[Any] | None = None
@@ -172,6 +177,7 @@ class _Decoder:
         self._rate = 48000
         self._pcm = bytearray()
         self._done = False
+        self._closed = False
         self.produced = False
 
     def _open(self) -> None:
@@ -183,12 +189,18 @@ class _Decoder:
         self._frames = iter(self._container.decode(audio=0))
 
     def next_chunk(self) -> list[rtc.AudioFrame]:
+        with self._lock:
+            if self._closed or (self._done and not self._pcm):
+                return []
+            return self._next_chunk()
+
+    def _next_chunk(self) -> list[rtc.AudioFrame]:
         if self._container is None:
             self._open()
         assert self._frames is not None
         step = self._rate * _FRAME_MS // 1000 * 2
         want = step * _CHUNK_FRAMES
-        while not self._done and len(self._pcm) < want:
+        while not self._done and not self._closed and len(self._pcm) < want:
             frame = next(self._frames, None)
             if frame is None:
                 self._done = True
@@ -212,8 +224,15 @@ class _Decoder:
         return chunk
 
     def close(self) -> None:
-        if self._container is not None:
-            self._container.close()
+        """Close the file without waiting (never from under a decoding chunk)."""
+        self._closed = True
+        asyncio.get_running_loop().run_in_executor(None, self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._container is not None:
+                self._container.close()
+                self._container = None
 
 
 # -- pre-synthesis ------------------------------------------------------------------------

@@ -1,23 +1,37 @@
 """Step 2 of the data path: an exception becomes a :class:`~agent_guard.Verdict`.
 
 :func:`classify` recovers the facts (:mod:`agent_guard._facts`), runs the classifier
-chain over them and always ends with the generic HTTP rules.
+chain over them (by default: the installed provider classifiers, then the core's, see
+:mod:`agent_guard.classifiers`), always ends with the generic HTTP rules, and makes a
+retry delay longer than the session can wait terminal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+import math
+from collections.abc import Sequence
 
-from agent_guard._facts import Classifier, ErrorFacts, facts_from, safe_getattr, safe_str
+from agent_guard._facts import SAFE_ERRORS, Classifier, ErrorFacts, facts_from
 from agent_guard._log import log
-from agent_guard._redact import redact
-from agent_guard._verdict import PUBLIC_MESSAGES, Category, Kind, Verdict
+from agent_guard._verdict import PUBLIC_MESSAGES, Category, Kind, QuotaInfo, Verdict
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS, http_rules
+from agent_guard.classifiers._http import retry_delay
+from agent_guard.classifiers._providers import run_chain
 
-__all__ = ["classify"]
+__all__ = ["DEFAULT_RETRY_HORIZON", "classify"]
+
+#: Seconds a session can wait for a provider to accept requests again. A caller will not
+#: sit through a longer pause (Azure's "retry after 86400 seconds", a Groq daily token
+#: limit's "try again in 17m16s"): past it, a rate limit is as final as spent credits.
+DEFAULT_RETRY_HORIZON = 60.0
+
+_WAITABLE = frozenset({Category.RATE_LIMITED, Category.OVERLOADED})
 
 
 def _as_kind(kind: Kind | str) -> Kind:
+    if type(kind) is Kind:
+        return kind
     try:
         return Kind(kind)
     except (ValueError, TypeError):
@@ -25,18 +39,12 @@ def _as_kind(kind: Kind | str) -> Kind:
         raise ValueError(f"kind must be one of {valid}, got {kind!r}") from None
 
 
-def _qualname(classifier: object) -> str:
-    name = safe_getattr(classifier, "__qualname__")
-    return name if isinstance(name, str) else type(classifier).__qualname__
-
-
-def _log_failure(classifier: object, kind: Kind, **fields: str) -> None:
-    log.warning(
-        "agent_guard.classifier_failed",
-        classifier=_qualname(classifier),
-        kind=kind.value,
-        **fields,
-    )
+def _as_horizon(horizon: float) -> float:
+    if type(horizon) is float and not math.isnan(horizon):
+        return horizon
+    if isinstance(horizon, bool) or not isinstance(horizon, int | float) or math.isnan(horizon):
+        raise ValueError(f"retry_horizon must be a number of seconds, got {horizon!r}")
+    return float(horizon)
 
 
 def _unknown(kind: Kind, recoverable: bool) -> Verdict:
@@ -51,24 +59,31 @@ def _unknown(kind: Kind, recoverable: bool) -> Verdict:
     )
 
 
-def _run(classifiers: Iterable[Classifier], facts: ErrorFacts) -> Verdict | None:
-    for classifier in classifiers:
-        try:
-            # object, not Verdict | None: third-party classifiers return anything.
-            verdict: object = classifier(facts)
-        except Exception as exc:
-            _log_failure(
-                classifier,
-                facts.kind,
-                error_type=type(exc).__name__,
-                error=redact(safe_str(exc), limit=200),
-            )
-            continue
-        if isinstance(verdict, Verdict):
+def _with_delay(verdict: Verdict, facts: ErrorFacts, horizon: float) -> Verdict:
+    """Fill in the provider's retry delay; past the horizon, the verdict turns terminal."""
+    if verdict.category not in _WAITABLE or verdict.terminal:
+        return verdict
+    quota = verdict.quota or QuotaInfo()
+    delay = quota.retry_after
+    if delay is None:
+        delay = retry_delay(facts)
+        if delay is None:
             return verdict
-        if verdict is not None:
-            _log_failure(classifier, facts.kind, returned=type(verdict).__name__)
-    return None
+        quota = dataclasses.replace(quota, retry_after=delay)
+    if delay <= horizon:
+        return verdict if quota is verdict.quota else verdict.replace(quota=quota)
+    if quota.quota_type is None:
+        quota = dataclasses.replace(quota, quota_type=facts.kind.value)
+    return verdict.replace(
+        category=Category.QUOTA_EXHAUSTED,
+        terminal=True,
+        public_message=PUBLIC_MESSAGES[Category.QUOTA_EXHAUSTED],
+        quota=quota,
+        hint=(
+            f"The provider asks to wait {delay:.0f} s before retrying, longer than the "
+            f"session's retry horizon ({horizon:.0f} s): a daily or tier limit."
+        ),
+    )
 
 
 def classify(
@@ -78,31 +93,42 @@ def classify(
     classifiers: Sequence[Classifier] = DEFAULT_CLASSIFIERS,
     label: str | None = None,
     recoverable: bool = False,
+    retry_horizon: float = DEFAULT_RETRY_HORIZON,
 ) -> Verdict:
     """Classify a provider failure.
 
     Classifiers run in order and the first non-``None`` Verdict wins; one that raises
     (or returns something else) is logged as ``agent_guard.classifier_failed`` and
-    skipped. The generic HTTP rules always run last.
+    skipped. The generic HTTP rules always run last. The default chain dispatches to the
+    failing provider's installed classifier (see :mod:`agent_guard.classifiers`); an
+    explicit ``classifiers`` replaces it.
 
     Args:
         error: The exception livekit emitted (``ev.error.error``).
         kind: Which model failed, as a :class:`~agent_guard.Kind` or its value.
-        classifiers: Provider classifiers, most specific first.
-        label: livekit's model label (used to name the provider).
+        classifiers: The chain, most specific first.
+        label: livekit's model label (names the provider and picks its classifier).
         recoverable: livekit's own ``recoverable`` flag, copied to the Verdict.
+        retry_horizon: Seconds a session can wait: a rate limit or overload whose
+            ``Retry-After`` (or "retry after N seconds" in the message) is longer becomes
+            terminal ``QUOTA_EXHAUSTED``.
 
     Returns:
-        The Verdict. Never raises because of ``error`` or a classifier.
+        The Verdict. Never raises because of ``error`` or a classifier (an ``Exception``
+        or ``CancelledError`` they raise is absorbed; ``KeyboardInterrupt`` and
+        ``SystemExit`` propagate).
 
     Raises:
-        ValueError: ``kind`` is not a Kind (a programming error).
+        ValueError: ``kind`` is not a Kind, or ``retry_horizon`` not a number (a
+            programming error).
     """
     resolved = _as_kind(kind)
+    horizon = _as_horizon(retry_horizon)
     try:
         facts = facts_from(error, kind=resolved, label=label, recoverable=recoverable)
-        return _run(classifiers, facts) or http_rules(facts)
-    except Exception as exc:
+        verdict = run_chain(tuple(classifiers), facts) or http_rules(facts)
+        return _with_delay(verdict, facts, horizon)
+    except SAFE_ERRORS as exc:
         # Not even the generic rules managed: answer without touching the error again.
         log.warning(
             "agent_guard.classification_failed", kind=resolved.value, error_type=type(exc).__name__

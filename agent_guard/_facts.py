@@ -7,9 +7,11 @@ with raising properties, wrong attribute types or a cyclic chain, yields facts.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import json
-from collections import deque
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import islice
@@ -27,7 +29,22 @@ from agent_guard._verdict import (
     Verdict,
 )
 
-__all__ = ["Classifier", "ErrorFacts", "facts_from", "kind_of", "safe_getattr", "safe_str"]
+__all__ = [
+    "SAFE_ERRORS",
+    "Classifier",
+    "ErrorFacts",
+    "facts_from",
+    "kind_of",
+    "provider_from_label",
+    "safe_getattr",
+    "safe_str",
+]
+
+#: What an error object (its ``__str__``, its properties) or a classifier may raise and
+#: classification absorbs. A CancelledError raised *by the object* is not our task being
+#: cancelled (classification is synchronous: a real cancellation cannot land inside it);
+#: KeyboardInterrupt and SystemExit still propagate.
+SAFE_ERRORS: tuple[type[BaseException], ...] = (Exception, asyncio.CancelledError)
 
 _MAX_CHAIN = 16
 _MAX_MESSAGE = 4096
@@ -35,6 +52,7 @@ _MAX_BODY_BYTES = 64 * 1024
 _MAX_BODY_ITEMS = 256
 _MAX_HEADERS = 64
 _MAX_HEADER_VALUE = 256
+_MAX_GROUP_DEPTH = 8
 
 _KIND_BY_TYPE: Mapping[str, Kind] = {
     "llm_error": Kind.LLM,
@@ -63,8 +81,57 @@ def safe_getattr(obj: object, name: str) -> object:
     # getattr's default only covers AttributeError; a property may raise anything.
     try:
         return getattr(obj, name, None)
-    except Exception:
+    except SAFE_ERRORS:
         return None
+
+
+# livekit labels are f"{type(model).__module__}.{type(model).__name__}".
+_PLUGIN_LABEL = re.compile(r"livekit\.(?:plugins|agents\.llm\._realtime)\.([a-z0-9_]+)\.")
+_INFERENCE_LABEL_PREFIX = "livekit.agents.inference."
+_PROVIDER_BY_LABEL: dict[str, str | None] = {}
+
+
+def provider_from_label(label: str | None) -> str | None:
+    """Guess the provider from a livekit model label.
+
+    Args:
+        label: For example ``"livekit.plugins.openai.llm.LLM"``.
+
+    Returns:
+        The plugin's name (``"openai"``, ``"anthropic"``, ...; the built-in realtime model
+        is ``"openai"``), ``"livekit"`` for the LiveKit Inference models, ``None`` otherwise.
+    """
+    if not isinstance(label, str):
+        return None
+    try:
+        return _PROVIDER_BY_LABEL[label]
+    except KeyError:
+        pass
+    if label.startswith(_INFERENCE_LABEL_PREFIX):
+        provider: str | None = "livekit"
+    else:
+        match = _PLUGIN_LABEL.match(label)
+        provider = match.group(1) if match else None
+    # A worker has a handful of models: labels are few, the cache stays small.
+    if len(_PROVIDER_BY_LABEL) < 1024:
+        _PROVIDER_BY_LABEL[label] = provider
+    return provider
+
+
+def _unwrap_groups(error: BaseException) -> BaseException:
+    """The provider error inside an ``ExceptionGroup`` (a TaskGroup's), if that is what came.
+
+    Prefers the first member that is not a cancellation: the sibling tasks a TaskGroup
+    cancels after the first failure are not why it failed.
+    """
+    for _ in range(_MAX_GROUP_DEPTH):
+        if not isinstance(error, BaseExceptionGroup):
+            return error
+        members = safe_getattr(error, "exceptions")
+        if not isinstance(members, tuple) or not members:
+            return error
+        error = next((e for e in members if not isinstance(e, asyncio.CancelledError)), members[0])
+    return error
 
 
 def _walk(error: BaseException) -> tuple[BaseException, ...]:
@@ -74,19 +141,19 @@ def _walk(error: BaseException) -> tuple[BaseException, ...]:
     plugins ``raise APIStatusError(...) from None`` and the SDK error with the full
     response survives only there.
     """
-    chain: list[BaseException] = []
-    seen: set[int] = set()
-    queue: deque[BaseException] = deque([error])
-    while queue and len(chain) < _MAX_CHAIN:
-        current = queue.popleft()
-        if id(current) in seen:
+    chain = [error]
+    seen = {id(error)}
+    for current in chain:  # grows while iterating: breadth-first
+        try:
+            links = (current.__cause__, current.__context__)
+        except SAFE_ERRORS:  # a subclass may make them raising properties
             continue
-        seen.add(id(current))
-        chain.append(current)
-        for name in ("__cause__", "__context__"):
-            linked = safe_getattr(current, name)
-            if isinstance(linked, BaseException):
-                queue.append(linked)
+        for linked in links:
+            if isinstance(linked, BaseException) and id(linked) not in seen:
+                if len(chain) == _MAX_CHAIN:
+                    return tuple(chain)
+                seen.add(id(linked))
+                chain.append(linked)
     return tuple(chain)
 
 
@@ -111,18 +178,25 @@ def _status_of(error: BaseException, response: object) -> int | None:
 def _plain_mapping(value: Mapping[Any, Any]) -> dict[str, Any] | None:
     try:
         items = list(islice(value.items(), _MAX_BODY_ITEMS))
-    except Exception:
+    except SAFE_ERRORS:
         return None
     return {key: item for key, item in items if isinstance(key, str)}
 
 
 def _decode_body(value: object) -> Mapping[str, Any] | str | None:
     """A body as a plain ``dict`` (JSON text is parsed), bounded text, or ``None``."""
+    if value is None:
+        return None
+    # The common cases first, by exact type: the ABC checks below cost more.
+    if type(value) is dict:
+        return _plain_mapping(value)
+    if type(value) is str:
+        return _decode_text(value)
     if isinstance(value, pydantic.BaseModel):
         # livekit's realtime model raises APIError(body=<openai RealtimeError model>).
         try:
             value = value.model_dump()
-        except Exception:
+        except SAFE_ERRORS:
             return None
     if isinstance(value, Mapping):
         return _plain_mapping(value)
@@ -132,6 +206,10 @@ def _decode_body(value: object) -> Mapping[str, Any] | str | None:
         value = bytes(value).decode("utf-8", errors="replace")
     if not isinstance(value, str):
         return None
+    return _decode_text(value)
+
+
+def _decode_text(value: str) -> Mapping[str, Any] | str | None:
     if len(value) <= _MAX_BODY_BYTES and value.lstrip().startswith("{"):
         try:
             parsed = json.loads(value)
@@ -154,15 +232,17 @@ def _response_body(response: object) -> Mapping[str, Any] | None:
 
 def _header_items(holder: object) -> list[tuple[str, str]]:
     headers = safe_getattr(holder, "headers")
+    if headers is None:  # exceptions mostly have none: skip the second lookup
+        return []
     items = safe_getattr(headers, "items")
     if not callable(items):
         return []
     pairs = []
     try:
         for key, value in islice(items(), _MAX_HEADERS):
-            if isinstance(key, str) and isinstance(value, str):
+            if isinstance(key, str) and isinstance(value, str):  # aiohttp's keys are istr
                 pairs.append((key.lower(), value[:_MAX_HEADER_VALUE]))
-    except Exception:
+    except SAFE_ERRORS:
         return pairs
     return pairs
 
@@ -170,9 +250,29 @@ def _header_items(holder: object) -> list[tuple[str, str]]:
 def safe_str(error: BaseException) -> str:
     try:
         text = str(error)
-    except Exception:
+    except SAFE_ERRORS:
         return ""
     return text[:_MAX_MESSAGE]
+
+
+# livekit's websocket plugins raise APIStatusError(status_code=ws.close_code,
+# body=f"{msg.data=} {msg.extra=}"): the close reason survives only as that repr.
+_CLOSE_REASON = re.compile(r"msg\.extra=(['\"])(.{0,256}?)\1")
+
+
+def _close_code(value: object) -> int | None:
+    # RFC 6455 close codes (1000-4999) never collide with HTTP statuses (100-599).
+    if isinstance(value, int) and not isinstance(value, bool) and 1000 <= value <= 4999:
+        return value
+    return None
+
+
+def _close_reason(body: object) -> str | None:
+    if isinstance(body, str) and "msg.extra=" in body:
+        match = _CLOSE_REASON.search(body)
+        if match:
+            return match.group(2)
+    return None
 
 
 def facts_from(
@@ -187,7 +287,8 @@ def facts_from(
     Status and body are read from the error first, then down the chain. A body that is
     only a string (the OpenAI SDK narrows it to ``body.get("error", body)``,
     ``openai/_client.py``) or missing is replaced by the full JSON re-read from any
-    ``response`` on the chain.
+    ``response`` on the chain. An ``ExceptionGroup`` is read as the provider error it
+    wraps.
 
     Args:
         error: The exception livekit emitted (``ev.error.error``).
@@ -202,8 +303,11 @@ def facts_from(
     given: object = error
     if not isinstance(given, BaseException):
         given = TypeError(f"not an exception: {type(given).__name__}")
+    given = _unwrap_groups(given)
     chain = _walk(given)
     status: int | None = None
+    close_code: int | None = None
+    close_reason: str | None = None
     mapping_body: Mapping[str, Any] | None = None
     text_body: str | None = None
     response_body: Mapping[str, Any] | None = None
@@ -213,19 +317,25 @@ def facts_from(
         response = safe_getattr(current, "response")
         if status is None:
             status = _status_of(current, response)
+            if status is None and close_code is None:
+                close_code = _close_code(safe_getattr(current, "status_code"))
+        raw_body = safe_getattr(current, "body")
+        if close_reason is None:
+            close_reason = _close_reason(raw_body)
         if mapping_body is None:
-            body = _decode_body(safe_getattr(current, "body"))
+            body = _decode_body(raw_body)
             if isinstance(body, Mapping):
                 mapping_body = body
             elif text_body is None:
                 text_body = body
-        for holder in (current, response):
-            for key, value in _header_items(holder):
-                headers.setdefault(key, value)
+        for key, value in _header_items(current):
+            headers.setdefault(key, value)
         # openai.APIStatusError and the httpx HTTPStatusError on its __context__ share
-        # one response: parse it once.
+        # one response: decode its headers and parse its body once.
         if response is not None and id(response) not in responses_seen:
             responses_seen.add(id(response))
+            for key, value in _header_items(response):
+                headers.setdefault(key, value)
             if response_body is None and mapping_body is None:
                 response_body = _response_body(response)
     return ErrorFacts(
@@ -237,7 +347,10 @@ def facts_from(
         headers=headers,
         message=safe_str(given),
         label=label if isinstance(label, str) else None,
+        provider=provider_from_label(label),
         recoverable=recoverable,
+        close_code=None if status is not None else close_code,
+        close_reason=close_reason,
     )
 
 
@@ -263,7 +376,13 @@ class ErrorFacts:
     message: str
     label: str | None = None
     """livekit's model label, e.g. ``"livekit.plugins.openai.llm.LLM"``."""
+    provider: str | None = None
+    """The provider named by the label (:func:`provider_from_label`), if any."""
     recoverable: bool = False
+    close_code: int | None = None
+    """A websocket close code (1000-4999) livekit reported in place of an HTTP status."""
+    close_reason: str | None = None
+    """The websocket close reason, where livekit kept it (raw provider text)."""
 
     def verdict(
         self,
@@ -284,7 +403,7 @@ class ErrorFacts:
             counts=(category is not Category.CLIENT_CANCELLED) if counts is None else counts,
             provider=provider,
             status_code=self.status_code,
-            hint=(sanitize_hint(hint) or None) if hint is not None else None,
+            hint=(_sanitized_hint(hint) or None) if hint is not None else None,
             public_message=PUBLIC_MESSAGES[category] if public_message is None else public_message,
             quota=_clean_quota(quota),
             detail=redact(f"{type(self.error).__name__}: {self.message}"),
@@ -297,16 +416,26 @@ def _clean_quota(quota: QuotaInfo | None) -> QuotaInfo | None:
     # so they get the same redaction as the detail.
     if quota is None:
         return None
+    fields = (quota.quota_type, quota.category, quota.remaining_limit)
+    cleaned = tuple(redacted_field(value) if value else value for value in fields)
+    if cleaned == fields:
+        return quota
     return dataclasses.replace(
-        quota,
-        quota_type=redact(quota.quota_type, limit=64) if quota.quota_type else quota.quota_type,
-        category=redact(quota.category, limit=64) if quota.category else quota.category,
-        remaining_limit=(
-            redact(quota.remaining_limit, limit=64)
-            if quota.remaining_limit
-            else quota.remaining_limit
-        ),
+        quota, quota_type=cleaned[0], category=cleaned[1], remaining_limit=cleaned[2]
     )
+
+
+# Hints and quota fields are mostly a classifier's own constants or a gateway's few
+# categories: sanitise each distinct text once (bounded), not on every error.
+@functools.lru_cache(maxsize=512)
+def _sanitized_hint(text: str) -> str:
+    return sanitize_hint(text)
+
+
+@functools.lru_cache(maxsize=512)
+def redacted_field(text: str) -> str:
+    """``redact(text, limit=64)``, remembered: for short provider fields (quota categories)."""
+    return redact(text, limit=64)
 
 
 Classifier: TypeAlias = Callable[[ErrorFacts], Verdict | None]

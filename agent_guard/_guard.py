@@ -217,6 +217,7 @@ class Guard:
             classifiers=self._policy.classifiers,
             label=getattr(err, "label", None),
             recoverable=recoverable,
+            retry_horizon=self._policy.retry_horizon,
         )
         ticket = self._decider.ticket(kind)
         self._hooks.run(verdict, lambda v: self._conclude(v, err, ticket, recoverable), self._spawn)

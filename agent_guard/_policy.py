@@ -20,6 +20,7 @@ from livekit.agents import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
 from agent_guard._audio import check_file
+from agent_guard._classify import DEFAULT_RETRY_HORIZON
 from agent_guard._errors import PolicyError
 from agent_guard._facts import Classifier
 from agent_guard._hooks import Hook
@@ -180,6 +181,9 @@ class GuardPolicy:
             output behave. Bounded by :data:`MAX_FAREWELL_TIMEOUT`.
         classifiers: The classifier chain, tried in order before the generic
             HTTP rules (which always run last).
+        retry_horizon: Seconds a session can wait for a provider: a rate limit whose
+            ``Retry-After`` (or "retry after N seconds" in the message) is longer is
+            terminal ``quota_exhausted`` (an Azure daily cap, a Groq tokens-per-day limit).
         tolerances: Per-kind :class:`Tolerance`; kinds left out keep the default.
         hooks: Callables (sync or async) that see each Verdict before the decision
             and may replace it; see :mod:`agent_guard.instrumentation` for ready ones.
@@ -196,6 +200,7 @@ class GuardPolicy:
     presynthesize: bool = True
     farewell_timeout: float = 8.0
     classifiers: tuple[Classifier, ...] = DEFAULT_CLASSIFIERS
+    retry_horizon: float = DEFAULT_RETRY_HORIZON
     tolerances: Mapping[Kind | str, Tolerance] = field(default_factory=_default_tolerances)
     hooks: tuple[Hook, ...] = (log_verdict,)
     hook_timeout: float = 1.0
@@ -217,6 +222,7 @@ class GuardPolicy:
         _check_seconds("hook_timeout", self.hook_timeout, upper=MAX_FAREWELL_TIMEOUT)
         _check_audio(self.farewell_audio)
         object.__setattr__(self, "classifiers", _callables("classifiers", self.classifiers))
+        _check_seconds("retry_horizon", self.retry_horizon, upper=None)
         object.__setattr__(self, "tolerances", _normalise_tolerances(self.tolerances))
         object.__setattr__(self, "hooks", _callables("hooks", self.hooks))
         if self.signal is not None and not isinstance(self.signal, FrontendSignal):

@@ -40,7 +40,7 @@ def environment(*, repeat: str) -> str:
             f"- python: {sys.version.split()[0]}",
             f"- livekit-agents: {_version('livekit-agents')}, "
             f"livekit-plugins-openai: {_version('livekit-plugins-openai')}, "
-            f"agent-guard: {_version('agent-guard')}",
+            f"agent-guard: {_version('livekit-agent-guard')}",
             f"- repeat: {repeat}",
         ]
     )

@@ -1,9 +1,13 @@
-"""Generate docs/verdicts.md: every category and provider fixture with the Verdict it gets.
+"""Generate docs/verdicts.md: every shape the guard knows, with the Verdict it gets by default.
 
-The rows come from the same builders and fixtures the tests use (core: tests/test_gateway.py
-and tests/test_classify.py build errors through the real OpenAI SDK and livekit's wrapping;
-plugins: each ``agent_guard_<provider>.fixtures``), and tests/test_docs.py fails when the
-committed file differs from what this prints. Regenerate with::
+Every row is ``classify(error, kind=..., label=...)`` with the default chain (no
+``classifiers=``), so the table is what a user gets out of the box with the plugins of
+this repository installed; the last column says which install a row needs. The errors come
+from the same builders and fixtures the tests use: the ``agent_guard.testing`` builders
+(raised through the real OpenAI SDK and aiohttp, wrapped as livekit wraps them), the
+core's ``tests/openai_fixtures.py`` and each plugin's ``tests/<provider>_fixtures.py``,
+loaded by file path since fixtures stay out of the wheels. tests/test_docs.py fails when
+the committed file differs from what this prints. Regenerate with::
 
     .venv/bin/python -m docs.verdict_table --write
 """
@@ -12,21 +16,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
+import importlib.util
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
-from livekit.agents import APIConnectionError, APITimeoutError
+import aiohttp
+from livekit.agents import APIConnectionError, APIStatusError, APITimeoutError
 
 from agent_guard import Kind, Verdict, classify
-from agent_guard.classifiers import DEFAULT_CLASSIFIERS, Classifier
-from tests.test_classify import mid_stream_error, raised, sdk_wrapped
-from tests.test_gateway import LABEL, gateway_body, handshake_error, llm_error
+from agent_guard.testing import (
+    gateway_quota_body,
+    openai_status_error,
+    openai_stream_error,
+    raised,
+    ws_handshake_error,
+)
 
-PROVIDERS = ("openai", "anthropic", "google", "elevenlabs", "cartesia", "deepgram")
+PLUGINS = ("anthropic", "google", "elevenlabs", "cartesia", "deepgram", "assemblyai")
 OUT = Path(__file__).with_name("verdicts.md")
-Row = tuple[str, str, str, str, str, str]
+ROOT = Path(__file__).resolve().parent.parent
+GATEWAY_LABEL = "livekit.agents.inference.llm.LLM"
+OPENAI_LABEL = "livekit.plugins.openai.llm.LLM"
+CORE = "core"
+Row = tuple[str, str, str, str, str, str, str]
+Case = tuple[str, str, int | None, Kind, str | None, Callable[[], BaseException]]
 
 
 class _Fixture(Protocol):
@@ -41,7 +57,7 @@ class _Fixture(Protocol):
     def error(self) -> BaseException: ...
 
 
-def _row(provider: str, case: str, status: int | None, verdict: Verdict) -> Row:
+def _row(provider: str, case: str, status: int | None, verdict: Verdict, needs: str) -> Row:
     return (
         provider,
         f"`{case}`",
@@ -49,78 +65,178 @@ def _row(provider: str, case: str, status: int | None, verdict: Verdict) -> Row:
         f"`{verdict.category.value}`",
         "yes" if verdict.terminal else "no",
         "yes" if verdict.counts else "no",
+        needs,
     )
 
 
+def _load(name: str, path: Path) -> ModuleType:
+    """A fixtures module by file path (registered under ``name``, as pytest imports it)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no fixtures module at {path}")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running: dataclasses resolve their module's annotations by name.
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _plugin_fixtures(provider: str) -> Sequence[_Fixture]:
+    path = (
+        ROOT / "plugins" / f"livekit-agent-guard-{provider}" / "tests" / f"{provider}_fixtures.py"
+    )
+    fixtures: Sequence[_Fixture] = _load(f"{provider}_fixtures", path).FIXTURES
+    return fixtures
+
+
+def _openai_fixtures() -> Sequence[_Fixture]:
+    fixtures: Sequence[_Fixture] = _load(
+        "tests.openai_fixtures", ROOT / "tests" / "openai_fixtures.py"
+    ).FIXTURES
+    return fixtures
+
+
 def _gateway(category: str) -> Callable[[], BaseException]:
-    return lambda: llm_error(429, json_body=gateway_body(category))
+    return lambda: openai_status_error(429, json=gateway_quota_body(category))
 
 
 def _status(status: int) -> Callable[[], BaseException]:
-    return lambda: sdk_wrapped(status, {"error": {"message": "x"}})
+    return lambda: openai_status_error(status, json={"error": {"message": "x"}}, retryable=False)
 
 
-def _core_cases() -> list[tuple[str, str, int | None, Callable[[], BaseException]]]:
-    cases: list[tuple[str, str, int | None, Callable[[], BaseException]]] = []
-    for category in (
-        "MaxGatewayCredits",
-        "MaxBargeInRequests",
-        "MaxEotRequests",
-        "MaxConcurrentGatewayLLMRpm",
-        "MaxConcurrentGatewayLLMTpm",
-        "MaxConcurrentGatewaySTT",
-        "MaxConcurrentGatewayTTS",
-        "MaxBargeInRPM",
-        "SomeFutureCategory",
-    ):
-        cases.append(("livekit", category, 429, _gateway(category)))
+def _ws_close(code: int) -> Callable[[], BaseException]:
+    def build() -> BaseException:
+        msg = aiohttp.WSMessage(aiohttp.WSMsgType.CLOSE, code, "closing")
+        return raised(
+            APIStatusError(
+                "connection closed unexpectedly", status_code=code, body=f"{msg.data=} {msg.extra=}"
+            )
+        )
+
+    return build
+
+
+def _exception_group() -> BaseException:
+    inner = openai_status_error(
+        429, json={"error": {"message": "x", "type": "insufficient_quota", "code": None}}
+    )
+    return BaseExceptionGroup("unhandled errors in a TaskGroup", [asyncio.CancelledError(), inner])
+
+
+def _core_cases() -> list[Case]:
+    llm = Kind.LLM
+    cases: list[Case] = [
+        ("livekit", category, 429, llm, GATEWAY_LABEL, _gateway(category))
+        for category in (
+            "MaxGatewayCredits",
+            "MaxBargeInRequests",
+            "MaxEotRequests",
+            "MaxConcurrentGatewayLLMRpm",
+            "MaxConcurrentGatewayLLMTpm",
+            "MaxConcurrentGatewaySTT",
+            "MaxConcurrentGatewayTTS",
+            "MaxBargeInRPM",
+            "SomeFutureCategory",
+        )
+    ]
     cases.append(
-        ("livekit", "ws_handshake_429", 429, lambda: handshake_error(
-            429, {"X-LiveKit-Inference-Credits-Limit": "1000"}))
-    )  # fmt: skip
-    for status in (400, 401, 402, 403, 404, 408, 422, 429, 499, 500, 502, 503, 529):
-        cases.append(("http", f"status_{status}", status, _status(status)))
+        (
+            "livekit",
+            "ws_handshake_429",
+            429,
+            Kind.STT,
+            "livekit.agents.inference.stt.STT",
+            lambda: ws_handshake_error(429, headers={"X-LiveKit-Inference-Credits-Limit": "1000"}),
+        )
+    )
     cases += [
-        ("http", "mid_stream_499", None,
-         lambda: mid_stream_error({"message": "Client closed request", "code": 499})),
-        ("http", "mid_stream_503", None, lambda: mid_stream_error({"message": "x", "code": 503})),
-        ("http", "cancelled", None, lambda: asyncio.CancelledError()),
-        ("http", "timeout", None, lambda: APITimeoutError()),
-        ("http", "connection_refused", None,
-         lambda: raised(APIConnectionError, ConnectionRefusedError("refused"))),
-        ("http", "plain_exception", None, lambda: RuntimeError("boom")),
-    ]  # fmt: skip
+        ("http", f"status_{status}", status, llm, None, _status(status))
+        for status in (400, 401, 402, 403, 404, 408, 422, 429, 499, 500, 502, 503, 529)
+    ]
+    cancelled = {"message": "Client closed request", "code": 499}
+    cases += [
+        (
+            "http",
+            "retry_after_header_86400",
+            429,
+            llm,
+            None,
+            lambda: openai_status_error(429, json={"error": "x"}, headers={"retry-after": "86400"}),
+        ),
+        (
+            "http",
+            "retry_after_header_20",
+            429,
+            llm,
+            None,
+            lambda: openai_status_error(429, json={"error": "x"}, headers={"retry-after": "20"}),
+        ),
+        ("http", "mid_stream_499", None, llm, None, lambda: openai_stream_error(cancelled)),
+        (
+            "http",
+            "mid_stream_503",
+            None,
+            llm,
+            None,
+            lambda: openai_stream_error({"message": "x", "code": 503}),
+        ),
+        ("http", "exception_group_quota_429", 429, Kind.STT, None, _exception_group),
+        ("http", "cancelled", None, llm, None, asyncio.CancelledError),
+        ("http", "timeout", None, llm, None, APITimeoutError),
+        (
+            "http",
+            "connection_refused",
+            None,
+            llm,
+            None,
+            lambda: raised(APIConnectionError(), cause=ConnectionRefusedError("refused")),
+        ),
+        ("http", "plain_exception", None, llm, None, lambda: RuntimeError("boom")),
+    ]
+    for status in (401, 402, 403):
+        cases.append(
+            ("websocket", f"handshake_{status}", status, Kind.STT, None, _handshake(status))
+        )
+    for code in (1006, 1011, 1013):
+        cases.append(("websocket", f"close_{code}", None, Kind.STT, None, _ws_close(code)))
     return cases
 
 
+def _handshake(status: int) -> Callable[[], BaseException]:
+    return lambda: ws_handshake_error(status, url="wss://stt.example.com/v1/listen")
+
+
 def rows() -> list[Row]:
-    """Core cases first (default chain), then each plugin's fixtures (plugin chain first)."""
+    """Core cases, OpenAI(-compatible) fixtures, then each plugin's fixtures: default chain."""
     table = [
-        _row(p, case, status, classify(build(), kind=Kind.LLM, label=LABEL))
-        for p, case, status, build in _core_cases()
+        _row(provider, case, status, classify(build(), kind=kind, label=label), CORE)
+        for provider, case, status, kind, label, build in _core_cases()
     ]
-    for provider in PROVIDERS:
-        plugin = importlib.import_module(f"agent_guard_{provider}")
-        fixtures: Sequence[_Fixture] = importlib.import_module(
-            f"agent_guard_{provider}.fixtures"
-        ).FIXTURES
-        chain: tuple[Classifier, ...] = (*plugin.CLASSIFIERS, *DEFAULT_CLASSIFIERS)
-        for fx in fixtures:
-            verdict = classify(fx.error(), kind=fx.kind, classifiers=chain, label=fx.label)
-            table.append(_row(provider, fx.id, fx.status, verdict))
+    for fx in _openai_fixtures():
+        verdict = classify(fx.error(), kind=fx.kind, label=fx.label)
+        table.append(_row("openai", fx.id, fx.status, verdict, CORE))
+    for provider in PLUGINS:
+        for fx in _plugin_fixtures(provider):
+            verdict = classify(fx.error(), kind=fx.kind, label=fx.label)
+            table.append(_row(provider, fx.id, fx.status, verdict, f"`[{provider}]`"))
     return table
 
 
 def render() -> str:
-    header = ("provider", "case", "status", "category", "terminal", "counts")
+    header = ("provider", "case", "status", "category", "terminal", "counts", "needs")
     lines = [
         "# Verdicts",
         "",
         "Generated by `python -m docs.verdict_table --write` from the errors the tests build",
         "(through the real SDKs and livekit's own wrapping); `tests/test_docs.py` keeps it",
-        "current. `livekit` and `http` rows use `agent_guard.DEFAULT_CLASSIFIERS`; provider",
-        'rows put that provider\'s plugin classifiers first. "—" means no HTTP status reaches',
-        "the guard (a websocket event, a mid-stream error, a cancellation).",
+        "current. Every row is `classify(error, kind=..., label=...)` with the default chain:",
+        "no `classifiers=`. *needs* says what must be installed: `core` rows need only",
+        "`livekit-agent-guard`; `[anthropic]` rows need `livekit-agent-guard[anthropic]`",
+        "(without it, those errors get the generic HTTP rules). A retry delay over the",
+        'policy\'s `retry_horizon` (60 s) is terminal. "—" means no HTTP status reaches the',
+        "guard (a websocket close, a mid-stream error, a cancellation).",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",

@@ -31,7 +31,12 @@ from agent_guard import Category, Kind, Verdict, classify
 from agent_guard._facts import facts_from, kind_of
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS, ErrorFacts
 from agent_guard.classifiers._http import provider_from_label
-from agent_guard.testing import openai_status_error, openai_stream_error
+from agent_guard.testing import (
+    openai_status_error,
+    openai_stream_error,
+    raised,
+    ws_handshake_error,
+)
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
 SECRET = "sk-proj-TESTSECRET0123456789abcdefABCDEF"
@@ -40,22 +45,6 @@ SECRET = "sk-proj-TESTSECRET0123456789abcdefABCDEF"
 def sdk_wrapped(status: int, body: object, headers: dict[str, str] | None = None) -> APIStatusError:
     """An HTTP error through the real SDK, wrapped as livekit/agents/inference/llm.py does."""
     return openai_status_error(status, json=body, headers=headers, retryable=False)
-
-
-def raised(outer: Callable[[], BaseException], inner: BaseException) -> BaseException:
-    """``outer()`` raised ``from inner`` inside ``except inner``, as livekit's plugins raise."""
-    try:
-        try:
-            raise inner
-        except BaseException as e:
-            raise outer() from e
-    except BaseException as wrapped:
-        return wrapped
-
-
-def mid_stream_error(body: dict[str, object]) -> BaseException:
-    """An SSE error event mid-stream: openai/_streaming.py APIError, wrapped by livekit."""
-    return openai_stream_error(body)
 
 
 class Exploding(Exception):
@@ -161,7 +150,7 @@ class TestFactsFrom:
             message="Too Many Requests",
             headers=CIMultiDictProxy(CIMultiDict({"Retry-After": "3"})),
         )
-        error = raised(lambda: APIConnectionError("connect failed"), cause)
+        error = raised(APIConnectionError("connect failed"), cause=cause)
         facts = facts_from(error, kind=Kind.STT)
         assert facts.status_code == 429
         assert facts.body is None
@@ -251,32 +240,41 @@ class TestHttpRules:
         ("error", "category"),
         [
             (APITimeoutError(), Category.TIMEOUT),
-            (raised(APITimeoutError, httpx2.ReadTimeout("read timed out")), Category.TIMEOUT),
-            (raised(APIConnectionError, httpx2.ReadTimeout("")), Category.TIMEOUT),
+            (
+                raised(APITimeoutError(), cause=httpx2.ReadTimeout("read timed out")),
+                Category.TIMEOUT,
+            ),
+            (raised(APIConnectionError(), cause=httpx2.ReadTimeout("")), Category.TIMEOUT),
             (TimeoutError(), Category.TIMEOUT),
             (RuntimeError("request timed out after 10s"), Category.TIMEOUT),
-            (raised(APIConnectionError, aiohttp.ServerDisconnectedError()), Category.CONNECTION),
-            (raised(APIConnectionError, httpx2.ConnectError("refused")), Category.CONNECTION),
+            (
+                raised(APIConnectionError(), cause=aiohttp.ServerDisconnectedError()),
+                Category.CONNECTION,
+            ),
+            (
+                raised(APIConnectionError(), cause=httpx2.ConnectError("refused")),
+                Category.CONNECTION,
+            ),
             (ConnectionResetError(), Category.CONNECTION),
             (OSError("network unreachable"), Category.CONNECTION),
             (APIConnectionError("all LLMs failed"), Category.CONNECTION),
             (
-                mid_stream_error({"message": "Client closed request", "code": 499}),
+                openai_stream_error({"message": "Client closed request", "code": 499}),
                 Category.CLIENT_CANCELLED,
             ),
-            (mid_stream_error({"message": "x", "code": "499"}), Category.CLIENT_CANCELLED),
+            (openai_stream_error({"message": "x", "code": "499"}), Category.CLIENT_CANCELLED),
             (
-                mid_stream_error({"message": "x", "code": "request_cancelled"}),
+                openai_stream_error({"message": "x", "code": "request_cancelled"}),
                 Category.CLIENT_CANCELLED,
             ),
-            (mid_stream_error({"message": "boom", "code": "server_error"}), Category.CONNECTION),
+            (openai_stream_error({"message": "boom", "code": "server_error"}), Category.CONNECTION),
             (asyncio.CancelledError(), Category.CLIENT_CANCELLED),
             (
-                raised(asyncio.CancelledError, APIStatusError("x", status_code=500)),
+                raised(asyncio.CancelledError(), cause=APIStatusError("x", status_code=500)),
                 Category.CLIENT_CANCELLED,
             ),
             (
-                raised(lambda: RuntimeError("x"), asyncio.CancelledError()),
+                raised(RuntimeError("x"), cause=asyncio.CancelledError()),
                 Category.CLIENT_CANCELLED,
             ),
             (RuntimeError("boom"), Category.UNKNOWN),
@@ -314,8 +312,8 @@ class TestHttpRules:
     def test_status_wins_over_connection_wrapper(self) -> None:
         """livekit's "failed after N attempts" wrapper is classified by its cause's status."""
         error = raised(
-            lambda: APIConnectionError("failed to generate LLM completion after 4 attempts"),
-            sdk_wrapped(503, {"error": "busy"}),
+            APIConnectionError("failed to generate LLM completion after 4 attempts"),
+            cause=sdk_wrapped(503, {"error": "busy"}),
         )
         assert classify(error, kind=Kind.LLM).category is Category.OVERLOADED
 
@@ -361,8 +359,8 @@ class TestClassify:
     """classify() composes classifiers, isolates their failures and never raises on the error."""
 
     def test_default_chain(self) -> None:
-        """Fallback causes first, then the gateway; the HTTP rules are implicit."""
-        assert [c.__name__ for c in DEFAULT_CLASSIFIERS] == ["carried_verdict", "livekit_gateway"]
+        """Carried verdicts first, then the provider dispatch; the HTTP rules are implicit."""
+        assert [c.__name__ for c in DEFAULT_CLASSIFIERS] == ["carried_verdict", "by_provider"]
 
     def test_first_answer_wins(self) -> None:
         """Classifiers run in order; ``None`` passes to the next, the first Verdict wins."""
@@ -504,3 +502,185 @@ class TestKindOf:
     def test_kind_of(self, model: object, kind: Kind | None) -> None:
         """Each of livekit's four error types has its Kind."""
         assert kind_of(model) is kind
+
+
+class CancelsOnRead(Exception):
+    """An exception whose __str__ and properties raise CancelledError."""
+
+    def __str__(self) -> str:
+        raise asyncio.CancelledError
+
+    @property
+    def status_code(self) -> int:
+        raise asyncio.CancelledError
+
+    @property
+    def body(self) -> object:
+        raise asyncio.CancelledError
+
+
+class InterruptsOnRead(Exception):
+    """An exception whose __str__ raises KeyboardInterrupt: that one must propagate."""
+
+    def __str__(self) -> str:
+        raise KeyboardInterrupt
+
+
+def cancels(facts: ErrorFacts) -> Verdict:
+    raise asyncio.CancelledError
+
+
+def exits(facts: ErrorFacts) -> Verdict:
+    raise SystemExit(3)
+
+
+class TestNothingEscapes:
+    """Exceptions and CancelledError from the error or a classifier are absorbed; not exits."""
+
+    def test_cancelled_error_from_the_error_object(self) -> None:
+        """__str__ and properties raising CancelledError still give a Verdict."""
+        verdict = classify(CancelsOnRead(), kind=Kind.LLM)
+        assert verdict.category is Category.UNKNOWN
+
+    def test_cancelled_error_from_a_classifier(self) -> None:
+        """A classifier raising CancelledError is logged and skipped, like any failure."""
+        with capture_logs() as logs:
+            verdict = classify(
+                sdk_wrapped(401, {"error": "x"}), kind=Kind.LLM, classifiers=(cancels,)
+            )
+        assert verdict.category is Category.AUTH
+        assert logs[0]["event"] == "agent_guard.classifier_failed"
+        assert logs[0]["error_type"] == "CancelledError"
+
+    def test_keyboard_interrupt_propagates(self) -> None:
+        """KeyboardInterrupt raised by the error object is not swallowed."""
+        with pytest.raises(KeyboardInterrupt):
+            classify(InterruptsOnRead(), kind=Kind.LLM)
+
+    def test_system_exit_propagates(self) -> None:
+        """SystemExit raised by a classifier is not swallowed."""
+        with pytest.raises(SystemExit):
+            classify(RuntimeError("x"), kind=Kind.LLM, classifiers=(exits,))
+
+
+async def _task_group_error(error: BaseException) -> BaseExceptionGroup[BaseException]:
+    """What a TaskGroup raises when one task fails with ``error`` and a sibling is cancelled."""
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise error
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(asyncio.sleep(10))
+            group.create_task(fails())
+    except BaseExceptionGroup as caught:
+        return caught
+    raise AssertionError("the task group did not fail")
+
+
+class TestExceptionGroups:
+    async def test_group_is_classified_by_its_provider_error(self) -> None:
+        """A TaskGroup's ExceptionGroup wrapping an SDK 429 quota error is that error."""
+        inner = sdk_wrapped(
+            429, {"error": {"message": "quota", "type": "insufficient_quota", "code": None}}
+        )
+        group = await _task_group_error(inner)
+        verdict = classify(group, kind=Kind.STT, label="livekit.plugins.openai.stt.STT")
+        assert (verdict.category, verdict.terminal, verdict.status_code) == (
+            Category.QUOTA_EXHAUSTED,
+            True,
+            429,
+        )
+
+    def test_nested_group_skips_cancellations(self) -> None:
+        """Nested groups unwrap to the first member that is not a cancellation."""
+        inner = sdk_wrapped(401, {"error": "bad key"})
+        group = BaseExceptionGroup(
+            "outer", [asyncio.CancelledError(), ExceptionGroup("inner", [inner])]
+        )
+        assert classify(group, kind=Kind.TTS).category is Category.AUTH
+
+
+class TestRetryHorizon:
+    """A retry delay longer than a session can wait is terminal; a short one stays transient."""
+
+    @pytest.mark.parametrize(
+        ("headers", "message", "expected", "delay"),
+        [
+            ({"retry-after": "86400"}, "Rate limit.", Category.QUOTA_EXHAUSTED, 86400.0),
+            ({}, "Please retry after 86400 seconds.", Category.QUOTA_EXHAUSTED, 86400.0),
+            ({}, "Please try again in 17m16s.", Category.QUOTA_EXHAUSTED, 1036.0),
+            ({"retry-after": "20"}, "Rate limit.", Category.RATE_LIMITED, 20.0),
+            ({}, "Please try again in 1.5s.", Category.RATE_LIMITED, 1.5),
+            ({}, "Rate limit reached.", Category.RATE_LIMITED, None),
+        ],
+        ids=["header-day", "azure-text", "groq-text", "header-20s", "text-1.5s", "none"],
+    )
+    def test_default_horizon(
+        self, headers: dict[str, str], message: str, expected: Category, delay: float | None
+    ) -> None:
+        """Past 60 s: QUOTA_EXHAUSTED, terminal, with the delay and a hint."""
+        error = sdk_wrapped(429, {"error": {"message": message, "code": None}}, headers)
+        verdict = classify(error, kind=Kind.LLM)
+        assert verdict.category is expected
+        assert verdict.terminal is (expected is Category.QUOTA_EXHAUSTED)
+        assert (verdict.quota.retry_after if verdict.quota else None) == delay
+        if verdict.terminal:
+            assert verdict.hint is not None and "retry horizon" in verdict.hint
+
+    def test_horizon_is_a_knob(self) -> None:
+        """A shorter horizon makes a 20 s wait terminal; a longer one tolerates a day."""
+        error = sdk_wrapped(429, {"error": "x"}, {"retry-after": "20"})
+        assert classify(error, kind=Kind.LLM, retry_horizon=10).terminal
+        day = sdk_wrapped(429, {"error": "x"}, {"retry-after": "86400"})
+        assert not classify(day, kind=Kind.LLM, retry_horizon=100_000).terminal
+
+    def test_overload_with_long_retry_after(self) -> None:
+        """A 503 asking for an hour is as final as a spent quota for a call."""
+        error = sdk_wrapped(503, {"error": "down for maintenance"}, {"retry-after": "3600"})
+        assert classify(error, kind=Kind.LLM).terminal
+
+    def test_policy_validates_the_horizon(self) -> None:
+        """GuardPolicy.retry_horizon is a positive number of seconds."""
+        from agent_guard import GuardPolicy, PolicyError
+
+        assert GuardPolicy().retry_horizon == 60.0
+        with pytest.raises(PolicyError, match="retry_horizon"):
+            GuardPolicy(retry_horizon=0)
+
+
+class TestWebsocketRefusals:
+    """Handshake refusals and closes, as real aiohttp objects wrapped the livekit way."""
+
+    @pytest.mark.parametrize(
+        ("status", "category"),
+        [
+            (401, Category.AUTH),
+            (402, Category.PAYMENT_REQUIRED),
+            (403, Category.PERMISSION),
+        ],
+    )
+    def test_handshake_refused(self, status: int, category: Category) -> None:
+        """A WSServerHandshakeError's status on the cause decides: terminal."""
+        verdict = classify(ws_handshake_error(status), kind=Kind.STT)
+        assert (verdict.category, verdict.terminal) == (category, True)
+
+    def test_raw_handshake_error(self) -> None:
+        """The bare aiohttp error (a plugin that lets it through) is read the same way."""
+        error = ws_handshake_error(402).__cause__
+        assert isinstance(error, aiohttp.WSServerHandshakeError)
+        assert classify(error, kind=Kind.STT).category is Category.PAYMENT_REQUIRED
+
+    @pytest.mark.parametrize(
+        ("code", "category"),
+        [(1011, Category.SERVER_ERROR), (1013, Category.OVERLOADED), (1006, Category.CONNECTION)],
+    )
+    def test_generic_close_codes(self, code: int, category: Category) -> None:
+        """A close code livekit put in place of a status is read as one, not as HTTP."""
+        msg = aiohttp.WSMessage(aiohttp.WSMsgType.CLOSE, code, "bye")
+        error = APIStatusError(
+            "connection closed unexpectedly", status_code=code, body=f"{msg.data=} {msg.extra=}"
+        )
+        verdict = classify(error, kind=Kind.STT)
+        assert (verdict.category, verdict.status_code) == (category, None)

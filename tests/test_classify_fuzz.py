@@ -58,6 +58,11 @@ _SEEDS = [
     "category: MaxGatewayCredits, ",
     '"code": "MaxEotRequests"',
     "quota exceeded",
+    "Please try again in 17m16s",
+    "retry after 86400 seconds",
+    "Authorization: Basic ",
+    "https://u:p@",
+    "\u200b",
 ]
 huge_text = st.builds(operator.mul, st.sampled_from(_SEEDS), st.integers(0, 40_000))
 text = st.text(max_size=30) | st.sampled_from(_SEEDS) | huge_text
@@ -134,6 +139,21 @@ class UnprintableError(Exception):
         raise ValueError("unprintable")
 
 
+class CancellingError(Exception):
+    """An exception whose __str__ and properties raise CancelledError (not our task's)."""
+
+    def __str__(self) -> str:
+        raise asyncio.CancelledError
+
+    @property
+    def body(self) -> object:
+        raise asyncio.CancelledError
+
+    @property
+    def headers(self) -> object:
+        raise asyncio.CancelledError
+
+
 class RaisingPropertiesError(Exception):
     """An exception whose HTTP-ish properties raise."""
 
@@ -165,6 +185,7 @@ responses = (
 _FACTORIES: list[Callable[[], BaseException]] = [
     FuzzError,
     UnprintableError,
+    CancellingError,
     RaisingPropertiesError,
     asyncio.CancelledError,
     KeyboardInterrupt,
@@ -173,6 +194,8 @@ _FACTORIES: list[Callable[[], BaseException]] = [
     APIConnectionError,
     lambda: APIError("LiveKit Inference STT returned an error"),
     lambda: APIStatusError("Error code: 429", status_code=429),
+    lambda: APIStatusError("closed", status_code=1008, body="msg.data=1008 msg.extra='quota'"),
+    lambda: ExceptionGroup("group", [APIStatusError("x", status_code=402), ValueError("y")]),
 ]
 
 

@@ -15,20 +15,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import httpx2
 import openai
 import pytest
 from livekit.agents import APIError, APIStatusError
-from livekit.agents._exceptions import create_api_error_from_http
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
 from agent_guard import Category, Kind, Verdict, classify
 from agent_guard.classifiers import facts_from
 from agent_guard.classifiers._gateway import TERMINAL_QUOTA_CATEGORIES, livekit_gateway
 from agent_guard.classifiers._http import parse_retry_after
-from agent_guard.testing import openai_status_error
+from agent_guard.testing import gateway_quota_body as gateway_body
+from agent_guard.testing import openai_status_error, ws_handshake_error
 
 LABEL = "livekit.agents.inference.llm.LLM"
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
@@ -38,20 +35,6 @@ CREDITS_HEADERS = {
     "X-LiveKit-Inference-Credits-Used": "1000",
     "x-request-id": "req_fake_429",
 }
-
-
-def gateway_body(category: object = "MaxGatewayCredits", **fields: object) -> dict[str, object]:
-    """A body shaped like agent-gateway ``QuotaExceededResponse``."""
-    body: dict[str, object] = {
-        "type": "inference_quota_exceeded",
-        "error": f"LLM token credit quota exceeded, category: {category}",
-        "quota_type": "llm",
-        "category": category,
-        "hint": "Wait for the next billing cycle or upgrade your plan.",
-        "remaining_limit": "0",
-    }
-    body.update(fields)
-    return body
 
 
 def llm_error(
@@ -67,23 +50,7 @@ def llm_error(
 
 def handshake_error(status: int, headers: Mapping[str, str]) -> APIStatusError:
     """An STT/TTS websocket handshake failure as livekit's inference plugins raise it."""
-    info = aiohttp.RequestInfo(
-        URL("wss://agent-gateway.livekit.cloud/v1/stt"), "GET", CIMultiDictProxy(CIMultiDict())
-    )
-    try:
-        try:
-            raise aiohttp.WSServerHandshakeError(
-                info,
-                (),
-                status=status,
-                message="Invalid response status",
-                headers=CIMultiDictProxy(CIMultiDict(headers)),
-            )
-        except aiohttp.ClientResponseError as e:
-            # livekit/agents/inference/stt.py: body=None, aiohttp dropped it.
-            raise create_api_error_from_http(e.message, status=e.status) from e
-    except APIStatusError as wrapped:
-        return wrapped
+    return ws_handshake_error(status, headers=headers)
 
 
 def gateway(error: BaseException, kind: Kind = Kind.LLM) -> Verdict | None:

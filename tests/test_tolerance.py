@@ -188,7 +188,7 @@ class TestClientCancellations:
         loops swallow HTTP 499 before any event).
         """
         import agent_guard_google
-        from agent_guard_google.fixtures import FIXTURES
+        from google_fixtures import FIXTURES
         from livekit.agents import stt
         from livekit.agents._exceptions import APIStatusError
         from livekit.plugins import openai

@@ -24,8 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from agent_guard._facts import ErrorFacts
-from agent_guard._redact import redact
+from agent_guard._facts import ErrorFacts, redacted_field
 from agent_guard._verdict import Category, QuotaInfo, Verdict
 from agent_guard.classifiers._http import parse_retry_after
 
@@ -59,7 +58,6 @@ _USAGE_HEADERS: Mapping[str, str] = {
     "x-livekit-inference-credits-limit": "credits_limit",
     "x-livekit-inference-credits-used": "credits_used",
 }
-_MAX_FIELD = 64
 
 
 def _text_field(body: Mapping[str, object], name: str) -> str | None:
@@ -67,7 +65,7 @@ def _text_field(body: Mapping[str, object], name: str) -> str | None:
     value = body.get(name)
     if not isinstance(value, str) or not value:
         return None
-    return redact(value, limit=_MAX_FIELD)
+    return redacted_field(value)
 
 
 def _usage(headers: Mapping[str, str]) -> dict[str, int]:
@@ -91,7 +89,8 @@ def _category_from_text(facts: ErrorFacts) -> str | None:
     if facts.status_code not in (None, 429):
         return None
     for text in (facts.body, facts.message):
-        if isinstance(text, str) and (match := _CATEGORY_IN_TEXT.search(text)):
+        # Every category is a "Max..." name: skip the regex pass when none is written.
+        if isinstance(text, str) and "Max" in text and (match := _CATEGORY_IN_TEXT.search(text)):
             return match.group(1)
     return None
 

@@ -1,6 +1,7 @@
 """Generic, provider-agnostic rules: the last classifier, which always answers.
 
-Status codes decide first. Without one, the exception types on the chain do.
+Status codes decide first, then a websocket close code livekit reported in its place.
+Without either, the exception types on the chain do.
 
 Decision on 4xx: 400/404/409/413/422 map to ``BAD_REQUEST``, which is **not terminal**
 but counts toward the kind's tolerance. The same request would fail identically, but
@@ -19,10 +20,10 @@ import time
 from collections.abc import Mapping
 from datetime import UTC
 
-from agent_guard._facts import ErrorFacts
+from agent_guard._facts import ErrorFacts, provider_from_label
 from agent_guard._verdict import Category, QuotaInfo, Verdict
 
-__all__ = ["http_rules", "parse_retry_after", "provider_from_label"]
+__all__ = ["http_rules", "parse_retry_after", "provider_from_label", "retry_delay"]
 
 _BY_STATUS: Mapping[int, Category] = {
     401: Category.AUTH,
@@ -40,32 +41,28 @@ _BY_STATUS: Mapping[int, Category] = {
 
 _RETRY_HINTED = frozenset({Category.RATE_LIMITED, Category.OVERLOADED})
 
-# livekit labels are f"{type(model).__module__}.{type(model).__name__}".
-_PLUGIN_LABEL = re.compile(r"livekit\.(?:plugins|agents\.llm\._realtime)\.([a-z0-9_]+)\.")
-_INFERENCE_LABEL_PREFIX = "livekit.agents.inference."
+# Generic websocket close codes (RFC 6455); provider-specific ones (1008 with a reason,
+# 4xxx) are left to the provider classifiers.
+_BY_CLOSE_CODE: Mapping[int, Category] = {
+    1001: Category.CONNECTION,  # going away
+    1006: Category.CONNECTION,  # abnormal closure, no close frame
+    1011: Category.SERVER_ERROR,  # internal error
+    1012: Category.OVERLOADED,  # service restart
+    1013: Category.OVERLOADED,  # try again later
+}
+
+# "Please retry after 86400 seconds" (Azure OpenAI), "Please try again in 17m16s" /
+# "in 9m38.016s" / "in 20s" / "in 6ms" (OpenAI, Groq), "Please retry in 20.04s" (Gemini).
+_DELAY_IN_TEXT = re.compile(
+    r"(?i:retry|try again)\s+(?:after|in)\s+((?:\d{1,9}(?:\.\d{1,9})?\s?(?:ms|h|m|s)\s?){1,4})"
+)
+_DELAY_PART = re.compile(r"(\d{1,9}(?:\.\d{1,9})?)\s?(ms|h|m|s)")
+_UNIT_SECONDS: Mapping[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 # Type names, not classes: the OpenAI SDK and livekit vendor httpx as ``httpx2``, plugins
 # may use plain httpx, and none of them subclass the stdlib TimeoutError/OSError.
 _TIMEOUT_NAME = "Timeout"  # APITimeoutError, httpx.TimeoutException, ReadTimeout, ...
 _CONNECTION_NAME = re.compile(r"Connect(?:ion)?Error|NetworkError")
-
-
-def provider_from_label(label: str | None) -> str | None:
-    """Guess the provider from a livekit model label.
-
-    Args:
-        label: For example ``"livekit.plugins.openai.llm.LLM"``.
-
-    Returns:
-        ``"openai"`` for plugin (and built-in realtime) labels, ``"livekit"`` for the
-        LiveKit Inference models, ``None`` otherwise.
-    """
-    if not isinstance(label, str):
-        return None
-    if label.startswith(_INFERENCE_LABEL_PREFIX):
-        return "livekit"
-    match = _PLUGIN_LABEL.match(label)
-    return match.group(1) if match else None
 
 
 def _seconds(value: str) -> float | None:
@@ -102,6 +99,56 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     if date.tzinfo is None:
         date = date.replace(tzinfo=UTC)
     return max(0.0, date.timestamp() - (time.time() if now is None else now))
+
+
+def _delay_from_text(text: str) -> float | None:
+    # The case-insensitive regex is slow to scan; most messages say neither word.
+    lowered = text.lower()
+    if "retry" not in lowered and "try again" not in lowered:
+        return None
+    match = _DELAY_IN_TEXT.search(text)
+    if match is None:
+        return None
+    return sum(
+        float(number) * _UNIT_SECONDS[unit] for number, unit in _DELAY_PART.findall(match.group(1))
+    )
+
+
+def _body_texts(body: object) -> list[str]:
+    if isinstance(body, str):
+        return [body]
+    if not isinstance(body, Mapping):
+        return []
+    texts = []
+    for holder in (body, body.get("error")):
+        if isinstance(holder, Mapping):
+            message = holder.get("message")
+            if isinstance(message, str):
+                texts.append(message)
+        elif isinstance(holder, str):
+            texts.append(holder)
+    return texts
+
+
+def retry_delay(facts: ErrorFacts) -> float | None:
+    """How long the provider asked us to wait, in seconds, if it said.
+
+    ``Retry-After``/``retry-after-ms`` first, then the wording providers put in their
+    messages ("Please retry after 86400 seconds", "Please try again in 17m16s").
+
+    Args:
+        facts: What :func:`agent_guard.classify` recovered from the error.
+
+    Returns:
+        Non-negative seconds, or ``None``.
+    """
+    if (seconds := parse_retry_after(facts.headers)) is not None:
+        return seconds
+    for text in (facts.message, *_body_texts(facts.body)):
+        delay = _delay_from_text(text)
+        if delay is not None:
+            return delay
+    return None
 
 
 def _by_status(status: int) -> Category | None:
@@ -159,10 +206,10 @@ def http_rules(facts: ErrorFacts) -> Verdict:
 
     Returns:
         A Verdict: status 401/402/403 are terminal; 499 and cancellations do not count;
-        other 4xx (``BAD_REQUEST``), 408/429/5xx and transport failures are transient;
-        anything else is ``UNKNOWN``.
+        other 4xx (``BAD_REQUEST``), 408/429/5xx, generic websocket closes (1001, 1006,
+        1011-1013) and transport failures are transient; anything else is ``UNKNOWN``.
     """
-    provider = provider_from_label(facts.label)
+    provider = facts.provider
     # CancelledError at the head is our own task being cancelled (an interruption or
     # shutdown), whatever status an inner request had reached.
     if isinstance(facts.error, asyncio.CancelledError):
@@ -172,6 +219,8 @@ def http_rules(facts: ErrorFacts) -> Verdict:
         if category in _RETRY_HINTED and (retry := parse_retry_after(facts.headers)) is not None:
             quota = QuotaInfo(retry_after=retry)
         return facts.verdict(category, provider=provider, quota=quota)
+    if facts.close_code is not None and (category := _BY_CLOSE_CODE.get(facts.close_code)):
+        return facts.verdict(category, provider=provider)
     if _cancelled(facts):
         return facts.verdict(Category.CLIENT_CANCELLED, provider=provider)
     if _timed_out(facts):

@@ -10,21 +10,22 @@ applications can test their own guarded agents the way agent-guard tests itself:
   ``"error"`` event), so tests see the exact exceptions, bodies and headers production sees.
 * ``CaptureAudioOutput`` is an audio sink for a room-less ``AgentSession``: it records every
   frame the agent speaks, so a test can hear (measure) the farewell.
+* Error builders (``openai_status_error``, ``openai_stream_error``, ``ws_handshake_error``,
+  ``gateway_quota_body``, ``raised``) make the exact exceptions livekit emits, without a
+  server, for unit tests of hooks and classifiers.
+
+Classifier authors: :mod:`agent_guard.testing.plugins`.
 """
 
 from ._audio import CaptureAudioOutput, CapturedFrame, Segment
-from ._errors import openai_status_error, openai_stream_error
-from ._exchange import RecordedRequest
-from ._plugin_kit import (
-    FixtureServer,
-    ProviderFixture,
-    assert_fixture_verdict,
-    assert_llm_error_verdict,
-    assert_verdict_matches,
-    check_classifier_is_total,
-    error_bodies,
+from ._errors import (
+    gateway_quota_body,
+    openai_status_error,
+    openai_stream_error,
     raised,
+    ws_handshake_error,
 )
+from ._exchange import RecordedRequest
 from ._responses import (
     ClientCancelled,
     Hang,
@@ -42,12 +43,10 @@ __all__ = [
     "CaptureAudioOutput",
     "CapturedFrame",
     "ClientCancelled",
-    "FixtureServer",
     "GatewaySimulator",
     "Hang",
     "HttpError",
     "LLMResponse",
-    "ProviderFixture",
     "QuotaExceeded",
     "RateLimited",
     "RecordedRequest",
@@ -58,12 +57,9 @@ __all__ = [
     "StreamError",
     "TTSResponse",
     "Unauthorized",
-    "assert_fixture_verdict",
-    "assert_llm_error_verdict",
-    "assert_verdict_matches",
-    "check_classifier_is_total",
-    "error_bodies",
+    "gateway_quota_body",
     "openai_status_error",
     "openai_stream_error",
     "raised",
+    "ws_handshake_error",
 ]

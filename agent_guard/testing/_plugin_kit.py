@@ -7,7 +7,7 @@ the real livekit plugin, answered the fixture by a local stand-in (:class:`Fixtu
 raises what the fixture reconstructs. This module holds that scaffolding once, so a
 plugin's tests keep only what is specific to its provider::
 
-    from agent_guard.testing import assert_fixture_verdict, check_classifier_is_total
+    from agent_guard.testing.plugins import assert_fixture_verdict, check_classifier_is_total
 
     @pytest.mark.parametrize("fx", FIXTURES, ids=[fx.id for fx in FIXTURES])
     def test_verdict(fx: ProviderFixture) -> None:
@@ -17,7 +17,7 @@ plugin's tests keep only what is specific to its provider::
         check_classifier_is_total(agent_guard_acme.classify, kind=Kind.TTS, label=TTS_LABEL)
 
 hypothesis is a test-only dependency: it is imported inside :func:`error_bodies` and
-:func:`check_classifier_is_total`, never by ``import agent_guard.testing``. The checks raise
+:func:`check_classifier_is_total`, never by ``import agent_guard.testing.plugins``. The checks raise
 ``AssertionError`` themselves (not ``assert``), so they hold under ``python -O`` too.
 """
 
@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from aiohttp import web
 from livekit.agents import APIConnectOptions, APIError, APIStatusError
@@ -48,10 +48,7 @@ __all__ = [
     "assert_verdict_matches",
     "check_classifier_is_total",
     "error_bodies",
-    "raised",
 ]
-
-E = TypeVar("E", bound=BaseException)
 
 #: A leaked run of this many characters of a secret counts as a leak of the secret.
 SECRET_FRAGMENT = 12
@@ -108,37 +105,6 @@ class ProviderFixture:
                 f"{type(self).__name__} {self.id!r}: pass build= or override error()"
             )
         return build(self)
-
-
-def raised(error: E, *, cause: BaseException | None = None, hide_cause: bool = False) -> E:
-    """``error`` once raised, the way livekit raises it, for a fixture's ``build``.
-
-    With ``cause``, ``error`` is raised inside ``except cause:`` as ``raise error from cause``,
-    or ``raise error from None`` when ``hide_cause`` (the cause then stays on
-    ``__context__``, where classifiers still find it). Without, ``error`` is raised alone
-    (``from None`` when ``hide_cause``).
-    """
-    try:
-        if cause is None:
-            _raise(error, hide_cause=hide_cause)
-        try:
-            raise cause
-        except BaseException:
-            _raise(error, cause=cause, hide_cause=hide_cause)
-    except BaseException as outer:
-        if outer is not error:
-            raise
-    return error
-
-
-def _raise(
-    error: BaseException, *, cause: BaseException | None = None, hide_cause: bool
-) -> NoReturn:
-    if hide_cause:
-        raise error from None
-    if cause is not None:
-        raise error from cause
-    raise error
 
 
 def _check(condition: bool, fixture: ProviderFixture, message: str) -> None:

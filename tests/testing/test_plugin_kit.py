@@ -21,9 +21,11 @@ from hypothesis import strategies as st
 from livekit.agents import APIError, APIStatusError
 from livekit.plugins import openai
 
+import agent_guard.testing
 from agent_guard import Category, Kind, Verdict
 from agent_guard.classifiers import ErrorFacts, QuotaInfo
-from agent_guard.testing import (
+from agent_guard.testing import raised
+from agent_guard.testing.plugins import (
     FixtureServer,
     ProviderFixture,
     assert_fixture_verdict,
@@ -31,7 +33,6 @@ from agent_guard.testing import (
     assert_verdict_matches,
     check_classifier_is_total,
     error_bodies,
-    raised,
 )
 
 SECRET = "sk-acme-KITTEST0123456789abcdefghijklmnop"
@@ -283,6 +284,14 @@ class TestClassifierIsTotal:
             )
 
 
+class TestNamespaces:
+    def test_kit_is_not_in_the_root_testing_namespace(self) -> None:
+        """Application tests see builders and the simulator; the kit lives in .plugins."""
+        kit = {"ProviderFixture", "FixtureServer", "assert_fixture_verdict", "error_bodies"}
+        assert kit.isdisjoint(agent_guard.testing.__all__)
+        assert kit.isdisjoint(dir(agent_guard.testing))
+
+
 class TestErrorBodies:
     def test_bodies_use_the_known_and_extra_keys(self) -> None:
         def nested(body: object) -> bool:
@@ -295,10 +304,10 @@ class TestErrorBodies:
         assert isinstance(extra, dict) and "acme" in extra
 
     def test_importing_the_kit_needs_no_hypothesis(self) -> None:
-        """hypothesis is a test-only dependency: import agent_guard.testing without it."""
+        """hypothesis is a test-only dependency: import the kit without it."""
         code = (
             "import sys; sys.modules['hypothesis'] = None\n"
-            "import agent_guard.testing as t\n"
+            "import agent_guard.testing.plugins as t\n"
             "print(t.ProviderFixture.__name__, t.assert_fixture_verdict.__name__)\n"
         )
         done = subprocess.run(
