@@ -24,7 +24,7 @@ from agent_guard._decide import Decider, Decision
 from agent_guard._errors import GuardError
 from agent_guard._facts import kind_of
 from agent_guard._hooks import Hook, HookChain
-from agent_guard._log import log
+from agent_guard._log import log, log_closing
 from agent_guard._message import static_texts
 from agent_guard._playback import FarewellResult
 from agent_guard._policy import GuardPolicy
@@ -214,12 +214,7 @@ class Guard:
             return
         # The CloseEvent carries livekit's error model with its real flag back.
         trigger = error.model_copy(update={"recoverable": False})
-        log.warning(
-            "agent_guard.closing",
-            reason=decision.reason.value,
-            kind=verdict.kind.value,
-            category=verdict.category.value,
-        )
+        log_closing(decision)
         self._teardown = self._spawn(
             teardown(
                 self.session,

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from livekit import rtc
 from livekit.agents import NOT_GIVEN, AgentSession, NotGivenOr
@@ -23,7 +23,12 @@ from agent_guard._log import log
 from agent_guard._policy import Farewell
 from agent_guard._verdict import Kind, Verdict
 
-__all__ = ["FarewellResult", "choose", "play"]
+__all__ = ["FarewellResult", "FarewellSource", "choose", "play"]
+
+FarewellSource: TypeAlias = Literal["tts", "presynthesized", "recording", "default", "text"]
+"""Where the farewell's sound came from: synthesised by TTS now, pre-synthesised while TTS
+was healthy, the policy's recording, the packaged ``Farewell.DEFAULT`` recording, or
+nowhere (``"text"``: the session has no audio output, only the transcript carried it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,10 @@ class FarewellResult:
     timed_out: bool
     fell_back: bool = False
     """TTS failed during the synthesised farewell and the recording was played instead."""
+    text: str = ""
+    """The words of the farewell played (the recording's own words when it replaced TTS)."""
+    source: FarewellSource = "tts"
+    """Where its sound came from (see :data:`FarewellSource`)."""
 
 
 def tts_cannot_speak(session: AgentSession[Any], verdict: Verdict) -> bool:
@@ -60,6 +69,10 @@ def choose(session: AgentSession[Any], farewell: Farewell, verdict: Verdict) -> 
     voice, then TTS now, or the packaged recording (with its own words) when TTS cannot
     speak.
     """
+    if session.output.audio is None:
+        # Nothing can be heard (a text-mode session, a test): the transcript alone carries
+        # the farewell, so it shows the words configured rather than a recording's.
+        return Farewell(text=farewell.text)
     if farewell.audio is not None:
         return farewell
     engine = _seams.speaking_tts(session)
@@ -92,6 +105,7 @@ async def play(
     handle = None
     synthesised = farewell.audio is None
     completed = timed_out = fell_back = False
+    said, origin = farewell.text, _origin(session, farewell)
     try:
         async with asyncio.timeout_at(deadline):
             # Interrupt first: a farewell queues behind the current speech, including an
@@ -111,6 +125,7 @@ async def play(
                 if not handle.done():
                     handle.interrupt(force=True)
                 handle, source = await _say(session, Farewell.DEFAULT)
+                said, origin = Farewell.DEFAULT.text, "default"
                 await handle.wait_for_playout()
             # livekit resolves a say() whose audio source or TTS failed like a finished
             # one (not interrupted), so "completed" also needs the source to have run dry.
@@ -134,7 +149,22 @@ async def play(
         completed=completed,
         timed_out=timed_out,
         fell_back=fell_back,
+        text=said,
+        source=origin,
     )
+
+
+def _origin(session: AgentSession[Any], farewell: Farewell) -> FarewellSource:
+    """Where the sound of ``farewell`` (as :func:`choose` returned it) comes from."""
+    if farewell.audio is None:
+        return "text" if session.output.audio is None else "tts"
+    if farewell.audio is Farewell.DEFAULT.audio:
+        return "default"
+    engine = _seams.speaking_tts(session)
+    with contextlib.suppress(Exception):  # a report only: never in the farewell's way
+        if engine is not None and farewell.audio is presynthesized(engine, farewell.text):
+            return "presynthesized"
+    return "recording"
 
 
 async def _say(

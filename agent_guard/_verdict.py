@@ -117,6 +117,10 @@ class Verdict:
     """Redacted, bounded description of the error for logs."""
     recoverable: bool = False
     """livekit's own flag as emitted (``True`` for intermediate retry attempts)."""
+    model: str | None = None
+    """livekit's label of the model that failed, e.g. ``"livekit.plugins.openai.llm.LLM"``."""
+    request_id: str | None = None
+    """The provider's request id (``x-request-id``), to quote to its support."""
 
     def replace(self, **changes: Any) -> Verdict:
         """Return a copy with ``changes`` (used by hooks that override a decision)."""

@@ -10,9 +10,13 @@ applications can test their own guarded agents the way agent-guard tests itself:
   ``"error"`` event), so tests see the exact exceptions, bodies and headers production sees.
 * ``CaptureAudioOutput`` is an audio sink for a room-less ``AgentSession``: it records every
   frame the agent speaks, so a test can hear (measure) the farewell.
+* ``CaptureTextOutput`` keeps the agent's transcript, farewell included (which neither the
+  ``RunResult`` nor the chat history shows), and ``guarded_close(session)`` waits for the
+  guard's close after a ``session.run()`` and says how it went (``said``, ``reason``, ...).
 """
 
 from ._audio import CaptureAudioOutput, CapturedFrame, Segment
+from ._close import GuardedClose, guarded_close
 from ._errors import openai_status_error, openai_stream_error
 from ._exchange import RecordedRequest
 from ._plugin_kit import (
@@ -34,16 +38,20 @@ from ._responses import (
     Reply,
     Speech,
     StreamError,
+    Transcript,
     Unauthorized,
 )
-from ._simulator import GatewaySimulator, LLMResponse, ResponseScript, TTSResponse
+from ._simulator import GatewaySimulator, LLMResponse, ResponseScript, STTResponse, TTSResponse
+from ._text import CaptureTextOutput
 
 __all__ = [
     "CaptureAudioOutput",
+    "CaptureTextOutput",
     "CapturedFrame",
     "ClientCancelled",
     "FixtureServer",
     "GatewaySimulator",
+    "GuardedClose",
     "Hang",
     "HttpError",
     "LLMResponse",
@@ -53,16 +61,19 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "ResponseScript",
+    "STTResponse",
     "Segment",
     "Speech",
     "StreamError",
     "TTSResponse",
+    "Transcript",
     "Unauthorized",
     "assert_fixture_verdict",
     "assert_llm_error_verdict",
     "assert_verdict_matches",
     "check_classifier_is_total",
     "error_bodies",
+    "guarded_close",
     "openai_status_error",
     "openai_stream_error",
     "raised",
