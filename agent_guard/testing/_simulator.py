@@ -109,6 +109,7 @@ class GatewaySimulator:
 
     Serves ``POST /v1/chat/completions`` from ``llm``, ``POST /v1/audio/speech`` from
     ``tts``, ``POST /v1/audio/transcriptions`` from ``stt`` and ``GET /v1/models``;
+    websockets (LiveKit Inference's streaming STT/TTS) are accepted and never answered;
     anything else gets a 404. Every request is appended to ``requests`` before it is
     answered.
 
@@ -229,6 +230,8 @@ class GatewaySimulator:
                 return await self.stt.next()._answer(exchange)
             if (request.method, request.path) == ("GET", _MODELS_PATH):
                 return await exchange.send_json(200, _MODELS)
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                return await _silent_websocket(exchange)
             return await exchange.send_json(404, _not_found(request))
         finally:
             self._handlers.discard(handler)
@@ -238,6 +241,21 @@ _MODELS = {
     "object": "list",
     "data": [{"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "simulator"}],
 }
+
+
+async def _silent_websocket(exchange: Exchange) -> web.StreamResponse:
+    """Accept a websocket and never answer on it.
+
+    LiveKit Inference's streaming STT, TTS and turn models (``livekit.agents.inference``)
+    open websockets to the same base URL; the simulator does not speak those protocols,
+    but a connection that stays quiet keeps them from failing (and closing a guarded
+    session) while a test drives the LLM.
+    """
+    ws = web.WebSocketResponse()
+    await exchange.open(ws)
+    async for _ in ws:
+        pass
+    return ws
 
 
 def _not_found(request: web.Request) -> dict[str, Any]:
