@@ -61,6 +61,14 @@ class GuardLogger:
         """How many lines were lost because a processor, filter or handler raised."""
         return self._dropped
 
+    def is_enabled(self, level: int) -> bool:
+        """Whether a line at ``level`` (a ``logging`` level) would go anywhere.
+
+        For lines whose fields cost something to build. Always true once structlog is
+        configured: its configuration filters.
+        """
+        return structlog.is_configured() or _STDLIB.isEnabledFor(level)
+
     def debug(self, event: str, **fields: Any) -> None:
         self._emit(logging.DEBUG, "debug", event, fields)
 

@@ -160,6 +160,13 @@ class GuardPolicy:
         classifiers: The classifier chain, tried in order before the generic
             HTTP rules (which always run last).
         tolerances: Per-kind :class:`Tolerance`; kinds left out keep the default.
+        hooks: Callables (sync or async) that see each Verdict before the decision and
+            may return a replacement (``None`` keeps it); one that raises is logged and
+            ignored. Default: ``(log_verdict,)``, the ``agent_guard.error_classified``
+            log line.
+        signal: The :class:`FrontendSignal` published on the agent's participant before
+            it leaves (and, with ``on_tolerated``, on tolerated failures); ``None``
+            publishes nothing.
     """
 
     error_message: NotGivenOr[str | MessageFactory | None] = NOT_GIVEN

@@ -7,6 +7,7 @@ there by default.
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Mapping
 
 from agent_guard._log import log, verdict_fields
@@ -24,8 +25,10 @@ def log_verdict(verdict: Verdict) -> None:
     ``quota`` (when the provider sent them) and ``detail`` (redacted); plus ``job_id``,
     ``room_id`` and ``room_name`` inside a livekit job.
     """
-    emit = log.warning if verdict.terminal else log.info
-    emit("agent_guard.error_classified", **verdict_fields(verdict))
+    if verdict.terminal:
+        log.warning("agent_guard.error_classified", **verdict_fields(verdict))
+    elif log.is_enabled(logging.INFO):  # every retry of every failure: skip the fields
+        log.info("agent_guard.error_classified", **verdict_fields(verdict))
 
 
 class VerdictCounter:

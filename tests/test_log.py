@@ -96,6 +96,11 @@ class TestStdlibRoute:
         log.info("agent_guard.test_event")
         assert [r.getMessage() for r in records] == ["agent_guard.test_event"]
 
+    def test_is_enabled_follows_the_level(self, records: list[logging.LogRecord]) -> None:
+        """What lets log_verdict skip building fields for a line nobody will see."""
+        logging.getLogger(LOGGER_NAME).setLevel(logging.WARNING)
+        assert (log.is_enabled(logging.INFO), log.is_enabled(logging.WARNING)) == (False, True)
+
     def test_exception_carries_the_traceback(self, records: list[logging.LogRecord]) -> None:
         """``log.exception`` inside an ``except`` attaches exc_info, at ERROR."""
         try:
