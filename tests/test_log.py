@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 import structlog
-from livekit.agents import CloseReason
+from livekit.agents import APIStatusError, CloseReason
 from livekit.agents.testing import fake_job_context
 from structlog.testing import capture_logs
 
 import agent_guard
-from agent_guard import GuardPolicy, guard
+from agent_guard import GuardPolicy, Kind, classify, guard
 from agent_guard._log import LOGGER_NAME, log
-from agent_guard.testing import GatewaySimulator, QuotaExceeded
+from agent_guard.testing import GatewaySimulator, QuotaExceeded, openai_status_error
 from tests.conftest import make_session, start, turn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,11 +189,49 @@ class TestNeverRaises:
         assert log.dropped >= before + 2  # error_classified and closing, at least
 
 
+class TestOperatorFields:
+    """What error_classified and closing carry, built by ErrorFacts.verdict()."""
+
+    LABEL = "livekit.plugins.openai.llm.LLM"
+
+    def test_body_message_once_and_request_id_apart(self) -> None:
+        """An OpenAI 401: the message once, no status/request id/body repetition."""
+        body = {"error": {"message": "Incorrect API key provided: sk-proj-abc123.", "code": "x"}}
+        error = openai_status_error(401, json=body, headers={"x-request-id": "req_0123abc"})
+        verdict = classify(error, kind=Kind.LLM, label=self.LABEL)
+        assert verdict.detail == (
+            "APIStatusError: Error code: 401 - Incorrect API key provided: sk-…[redacted]."
+        )
+        assert (verdict.model, verdict.request_id) == (self.LABEL, "req_0123abc")
+
+    def test_long_detail_is_cut_at_a_word(self) -> None:
+        """At most 500 characters, ending on a whole word and an ellipsis."""
+        words = " ".join(f"word{i}" for i in range(200))
+        verdict = classify(
+            APIStatusError(words, status_code=500, request_id="req_1"), kind=Kind.LLM
+        )
+        assert len(verdict.detail) <= 500 and verdict.detail.endswith("…")
+        kept = verdict.detail.removeprefix("APIStatusError: ").removesuffix("…")
+        assert words.startswith(kept) and words[len(kept)] == " "
+
+    def test_request_id_from_the_header(self) -> None:
+        """No request id on the error: the response header's."""
+        error = openai_status_error(500, json={"error": "x"}, headers={"request-id": "abc-123"})
+        error.request_id = None
+        assert classify(error, kind=Kind.LLM).request_id == "abc-123"
+
+    @pytest.mark.parametrize("value", ["sk-proj-0123456789abcdef", "not an id", "x" * 200])
+    def test_implausible_request_ids_are_dropped(self, value: str) -> None:
+        """A key-shaped, spaced or unbounded value is not logged as a request id."""
+        error = APIStatusError("boom", status_code=500, request_id=value)
+        assert classify(error, kind=Kind.LLM).request_id is None
+
+
 _WORKER_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
     from livekit.agents.cli.log import setup_logging
-    from agent_guard import GuardPolicy, guard
+    from agent_guard import GuardPolicy, Kind, classify, guard
     from agent_guard import _audio
     from agent_guard.testing import GatewaySimulator, QuotaExceeded, Reply
     from tests.conftest import make_session, start, turn
