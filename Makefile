@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := .venv
 export UV_PYTHON := $(shell command -v $(PYTHON))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench dist-check clean
 
 demo: .venv/.synced ## the side-by-side demo, fully offline
 	$(UV) run --frozen --no-sync python -m examples.demo
@@ -28,6 +28,12 @@ typecheck: .venv/.synced
 bench: .venv/.synced
 	$(UV) run --frozen --no-sync python -m benchmarks
 
+# Wheels and sdists of every distribution, installed into a clean venv (locked versions,
+# from uv's cache when it has them): the public modules and plugins import from there, and
+# the demo runs against the installed package.
+dist-check: .venv/.synced
+	$(PYTHON) .ci/dist_check.py --uv $(UV)
+
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
@@ -37,4 +43,4 @@ $(UV):
 	@touch $@
 
 clean:
-	rm -rf $(TOOLS) .venv .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(TOOLS) .venv .mypy_cache .pytest_cache .ruff_cache dist

@@ -18,8 +18,9 @@ from itertools import islice
 from typing import Any, TypeAlias
 
 import pydantic
+from livekit.agents import APIError, APIStatusError
 
-from agent_guard._redact import redact, sanitize_hint
+from agent_guard._redact import ELLIPSIS, redact, sanitize_hint
 from agent_guard._verdict import (
     PUBLIC_MESSAGES,
     TERMINAL_CATEGORIES,
@@ -406,9 +407,75 @@ class ErrorFacts:
             hint=(_sanitized_hint(hint) or None) if hint is not None else None,
             public_message=PUBLIC_MESSAGES[category] if public_message is None else public_message,
             quota=_clean_quota(quota),
-            detail=redact(f"{type(self.error).__name__}: {self.message}"),
+            detail=_detail(self),
             recoverable=self.recoverable,
+            model=self.label,
+            request_id=_request_id(self),
         )
+
+
+# -- for operators: the detail and request id of a Verdict (added for issue 15) ----------
+
+_DETAIL_LIMIT = 500
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][\w.:\-]{0,127}", re.ASCII)
+# Shapes of credentials (see _redact): a "request id" that looks like one is not kept.
+_CREDENTIAL_PREFIXES = ("sk-", "sk_", "eyJ", "AIza")
+
+
+def _body_message(body: object, depth: int = 0) -> str | None:
+    """The human part of an error body: its text, or its (nested) ``message``."""
+    if isinstance(body, str):
+        return body.strip() or None
+    if isinstance(body, Mapping) and depth < 2:
+        for key in ("message", "error", "detail"):
+            try:
+                found = _body_message(body.get(key), depth + 1)
+            except Exception:
+                return None
+            if found:
+                return found
+    return None
+
+
+def _detail(facts: ErrorFacts) -> str:
+    """The error's type and message for logs: each piece of provider text once.
+
+    livekit's ``APIStatusError.__str__`` repeats the status, the request id and the
+    body after the message; those have fields of their own, so only its ``message`` is
+    kept, followed by the body's text when the message does not already hold it (the
+    OpenAI SDK often narrows a gateway body to a bare string that is not in the
+    message). Redacted, and cut at a word boundary.
+    """
+    error, text = facts.error, facts.message
+    if isinstance(error, APIStatusError):
+        own = safe_getattr(error, "message")
+        text = own[:_MAX_MESSAGE] if isinstance(own, str) else text
+    if isinstance(error, APIError) and (extra := _body_message(safe_getattr(error, "body"))):
+        extra = extra[:_MAX_MESSAGE]
+        if extra not in text:
+            text = f"{text}: {extra}" if text else extra
+    described = redact(f"{type(error).__name__}: {text}", limit=2 * _DETAIL_LIMIT)
+    if len(described) <= _DETAIL_LIMIT:
+        return described
+    head = described[: _DETAIL_LIMIT - 1]
+    space = head.rfind(" ")
+    if space > _DETAIL_LIMIT // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:-") + ELLIPSIS
+
+
+def _request_id(facts: ErrorFacts) -> str | None:
+    """The provider's request id: livekit's/the SDK's ``request_id``, else the header."""
+    candidates = [safe_getattr(error, "request_id") for error in facts.chain]
+    candidates += [facts.headers.get("x-request-id"), facts.headers.get("request-id")]
+    for value in candidates:
+        if (
+            isinstance(value, str)
+            and _REQUEST_ID.fullmatch(value)
+            and not value.startswith(_CREDENTIAL_PREFIXES)
+        ):
+            return value
+    return None
 
 
 def _clean_quota(quota: QuotaInfo | None) -> QuotaInfo | None:

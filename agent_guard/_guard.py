@@ -24,7 +24,7 @@ from agent_guard._decide import Decider, Decision
 from agent_guard._errors import GuardError
 from agent_guard._facts import kind_of
 from agent_guard._hooks import Hook, HookChain
-from agent_guard._log import log
+from agent_guard._log import log, log_closing
 from agent_guard._message import static_texts
 from agent_guard._playback import FarewellResult
 from agent_guard._policy import GuardPolicy
@@ -250,12 +250,7 @@ class Guard:
             self._deferred = (decision, trigger)
         verdict = decision.verdict
         with contextlib.suppress(Exception):
-            log.warning(
-                "agent_guard.closing",
-                reason=decision.reason.value,
-                kind=verdict.kind.value,
-                category=verdict.category.value,
-            )
+            log_closing(decision)
         if emitted_recoverable:
             # The app's listeners saw this error as a retry attempt (livekit's flag); the
             # session now ends on it, so they see it once more, final, before the close.

@@ -36,7 +36,10 @@ from agent_guard._verdict import Kind, Verdict
 
 __all__ = ["FarewellResult", "FarewellSource", "choose", "play"]
 
-FarewellSource: TypeAlias = Literal["tts", "presynthesized", "recording", "packaged"]
+FarewellSource: TypeAlias = Literal["tts", "presynthesized", "recording", "default", "text"]
+"""Where the farewell's sound came from: synthesised by TTS now, pre-synthesised while TTS
+was healthy, the policy's recording, the packaged ``Farewell.DEFAULT`` recording, or
+nowhere (``"text"``: the session has no audio output, only the transcript carried it)."""
 
 #: Frames buffered between a recording and livekit (a second of 20 ms frames).
 _PUMP_FRAMES = 50
@@ -59,8 +62,8 @@ class FarewellResult:
     text: str | None = None
     """The words of what was played (its transcript): ``None`` if nothing was."""
     source: FarewellSource | None = None
-    """Where the audio came from: the TTS now, the pre-synthesis cache, the policy's
-    recording, or the packaged one; ``None`` if nothing was played."""
+    """Where its sound came from (see :data:`FarewellSource`); ``None`` if nothing was
+    played."""
 
 
 def tts_cannot_speak(session: AgentSession[Any], verdict: Verdict) -> bool:
@@ -94,6 +97,11 @@ def _candidates(
     """What to try, in order: the policy's recording, the farewell pre-synthesised in the
     agent's voice, TTS now (unless TTS cannot speak), and last the packaged recording
     (with its own words: the transcript never shows what the caller did not hear)."""
+    if session.output.audio is None:
+        # Nothing can be heard (a text-mode session, a test): the transcript alone carries
+        # the farewell, so it shows the words configured rather than a recording's.
+        yield _Candidate(Farewell._of_policy(farewell.text, None), "text")
+        return
     mute = tts_cannot_speak(session, verdict)
     if farewell.audio is not None and farewell is not Farewell.DEFAULT:
         yield _Candidate(farewell, "recording")
@@ -102,7 +110,7 @@ def _candidates(
         yield _Candidate(Farewell._of_policy(farewell.text, cached), "presynthesized")
     if not mute:
         yield _Candidate(Farewell._of_policy(farewell.text, None), "tts")
-    yield _Candidate(Farewell.DEFAULT, "packaged")
+    yield _Candidate(Farewell.DEFAULT, "default")
 
 
 async def play(

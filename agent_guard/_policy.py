@@ -185,12 +185,16 @@ class GuardPolicy:
             ``Retry-After`` (or "retry after N seconds" in the message) is longer is
             terminal ``quota_exhausted`` (an Azure daily cap, a Groq tokens-per-day limit).
         tolerances: Per-kind :class:`Tolerance`; kinds left out keep the default.
-        hooks: Callables (sync or async) that see each Verdict before the decision
-            and may replace it; see :mod:`agent_guard.instrumentation` for ready ones.
+        hooks: Callables (sync or async) that see each Verdict before the decision and
+            may return a replacement (``None`` keeps it); one that raises is logged and
+            ignored. Default: ``(log_verdict,)``, the ``agent_guard.error_classified``
+            log line.
         hook_timeout: Seconds an async hook may take per verdict; a late hook is
             logged (``agent_guard.hook_timed_out``) and skipped, so a hook that never
             returns cannot hold a decision back.
-        signal: The :class:`FrontendSignal` published to the web client, or ``None``.
+        signal: The :class:`FrontendSignal` published on the agent's participant before
+            it leaves (and, with ``on_tolerated``, on tolerated failures); ``None``
+            publishes nothing.
     """
 
     error_message: NotGivenOr[str | MessageFactory | None] = NOT_GIVEN

@@ -128,6 +128,10 @@ class Verdict:
     """Redacted, bounded description of the error for logs."""
     recoverable: bool = False
     """livekit's own flag as emitted (``True`` for intermediate retry attempts)."""
+    model: str | None = None
+    """livekit's label of the model that failed, e.g. ``"livekit.plugins.openai.llm.LLM"``."""
+    request_id: str | None = None
+    """The provider's request id (``x-request-id``), to quote to its support."""
 
     def __post_init__(self) -> None:
         # A Verdict is built by classifiers and hooks (user code) and read by the decision

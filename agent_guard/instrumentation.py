@@ -7,9 +7,10 @@ there by default.
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Mapping
 
-from agent_guard._log import log
+from agent_guard._log import log, verdict_fields
 from agent_guard._verdict import Category, Kind, Verdict
 
 __all__ = ["VerdictCounter", "log_verdict"]
@@ -18,21 +19,16 @@ __all__ = ["VerdictCounter", "log_verdict"]
 def log_verdict(verdict: Verdict) -> None:
     """Log every verdict as ``agent_guard.error_classified`` (a default hook).
 
-    Fields: ``kind``, ``category``, ``terminal``, ``counts``, ``recoverable``
-    (livekit's flag), ``provider``, ``status_code`` and ``detail`` (redacted).
+    At ``warning`` for a terminal verdict, ``info`` otherwise. Fields: ``kind``,
+    ``category``, ``terminal``, ``counts``, ``recoverable`` (livekit's flag), ``model``
+    (livekit's label), ``provider``, ``status_code``, ``request_id``, ``hint`` and
+    ``quota`` (when the provider sent them) and ``detail`` (redacted); plus ``job_id``,
+    ``room_id`` and ``room_name`` inside a livekit job.
     """
-    emit = log.warning if verdict.terminal else log.info
-    emit(
-        "agent_guard.error_classified",
-        kind=verdict.kind.value,
-        category=verdict.category.value,
-        terminal=verdict.terminal,
-        counts=verdict.counts,
-        recoverable=verdict.recoverable,
-        provider=verdict.provider,
-        status_code=verdict.status_code,
-        detail=verdict.detail,
-    )
+    if verdict.terminal:
+        log.warning("agent_guard.error_classified", **verdict_fields(verdict))
+    elif log.is_enabled(logging.INFO):  # every retry of every failure: skip the fields
+        log.info("agent_guard.error_classified", **verdict_fields(verdict))
 
 
 class VerdictCounter:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+from agent_guard import GuardPolicy
 from docs import verdict_table
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class TestVerdictTable:
@@ -18,4 +24,30 @@ class TestVerdictTable:
 
         text = verdict_table.render()
         missing = [c.value for c in Category if f"`{c.value}`" not in text]
+        assert missing == []
+
+
+class TestReadme:
+    """The README shows code that runs."""
+
+    def test_testing_section_is_the_example_test(self) -> None:
+        """ "Testing your agent" shows examples/test_agent.py, which pytest runs, verbatim."""
+        source = (ROOT / "examples" / "test_agent.py").read_text()
+        body = source.split("from __future__ import annotations\n\n", 1)[1]
+        readme = (ROOT / "README.md").read_text()
+        section = readme[readme.index("## Testing your agent") :]
+        assert f"```python\n{body}```" in section
+
+
+class TestPolicyDocstring:
+    """GuardPolicy's docstring documents every field."""
+
+    def test_every_field_is_listed(self) -> None:
+        doc = GuardPolicy.__doc__ or ""
+        attributes = doc[doc.index("Attributes:") :]
+        missing = [
+            f.name
+            for f in dataclasses.fields(GuardPolicy)
+            if f"\n        {f.name}:" not in attributes
+        ]
         assert missing == []

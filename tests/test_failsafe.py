@@ -397,7 +397,7 @@ class TestTheRightWords:
         session.llm.emit("error", llm_error(gateway_quota_error(), recoverable=False))  # type: ignore[union-attr]
         await closed(g)
         assert g.farewell is not None
-        assert (g.farewell.source, g.farewell.text) == ("packaged", DEFAULT_ERROR_MESSAGE)
+        assert (g.farewell.source, g.farewell.text) == ("default", DEFAULT_ERROR_MESSAGE)
 
     async def test_no_presynthesis_with_a_recording(
         self, sim: GatewaySimulator, tmp_path: Path

@@ -167,9 +167,19 @@ class TestDefaultHooks:
             "terminal": False,
             "counts": True,
             "recoverable": True,
+            "model": "livekit.plugins.openai.llm.LLM",
             "provider": "livekit",
             "status_code": 429,
-            "detail": classified[0]["detail"],
+            "request_id": sim.requests_for("llm")[0].request_id,
+            "hint": "Reduce request rate or upgrade your plan.",
+            "quota": {
+                "type": "llm",
+                "category": "MaxConcurrentGatewayLLMRpm",
+                "rpm_limit": 100,
+                "rpm_used": 100,
+            },
+            "detail": "APIStatusError: Error code: 429: "
+            "LLM request/min rate limit exceeded, category: MaxConcurrentGatewayLLMRpm",
         }
         assert counter.snapshot() == {"llm.rate_limited": 4}
         assert counter.terminal == 0

@@ -10,6 +10,9 @@ applications can test their own guarded agents the way agent-guard tests itself:
   ``"error"`` event), so tests see the exact exceptions, bodies and headers production sees.
 * ``CaptureAudioOutput`` is an audio sink for a room-less ``AgentSession``: it records every
   frame the agent speaks, so a test can hear (measure) the farewell.
+* ``CaptureTextOutput`` keeps the agent's transcript, farewell included (which neither the
+  ``RunResult`` nor the chat history shows), and ``guarded_close(session)`` waits for the
+  guard's close after a ``session.run()`` and says how it went (``said``, ``reason``, ...).
 * Error builders (``openai_status_error``, ``openai_stream_error``, ``ws_handshake_error``,
   ``gateway_quota_body``, ``raised``) make the exact exceptions livekit emits, without a
   server, for unit tests of hooks and classifiers.
@@ -18,6 +21,7 @@ Classifier authors: :mod:`agent_guard.testing.plugins`.
 """
 
 from ._audio import CaptureAudioOutput, CapturedFrame, Segment
+from ._close import GuardedClose, guarded_close
 from ._errors import (
     gateway_quota_body,
     openai_status_error,
@@ -35,15 +39,19 @@ from ._responses import (
     Reply,
     Speech,
     StreamError,
+    Transcript,
     Unauthorized,
 )
-from ._simulator import GatewaySimulator, LLMResponse, ResponseScript, TTSResponse
+from ._simulator import GatewaySimulator, LLMResponse, ResponseScript, STTResponse, TTSResponse
+from ._text import CaptureTextOutput
 
 __all__ = [
     "CaptureAudioOutput",
+    "CaptureTextOutput",
     "CapturedFrame",
     "ClientCancelled",
     "GatewaySimulator",
+    "GuardedClose",
     "Hang",
     "HttpError",
     "LLMResponse",
@@ -52,12 +60,15 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "ResponseScript",
+    "STTResponse",
     "Segment",
     "Speech",
     "StreamError",
     "TTSResponse",
+    "Transcript",
     "Unauthorized",
     "gateway_quota_body",
+    "guarded_close",
     "openai_status_error",
     "openai_stream_error",
     "raised",

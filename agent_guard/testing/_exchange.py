@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any, Literal
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-__all__ = ["Endpoint", "Exchange", "RecordedRequest"]
+__all__ = ["Endpoint", "Exchange", "RecordedRequest", "multipart_form"]
 
-Endpoint = Literal["llm", "tts", "other"]
+Endpoint = Literal["llm", "tts", "stt", "other"]
 
 
 @dataclass
@@ -24,7 +26,8 @@ class RecordedRequest:
     credential and has no business in test output.
 
     Attributes:
-        endpoint: ``"llm"`` (chat completions), ``"tts"`` (audio speech) or ``"other"``.
+        endpoint: ``"llm"`` (chat completions), ``"tts"`` (audio speech), ``"stt"``
+            (audio transcriptions) or ``"other"``.
         path: The request path, e.g. ``"/v1/chat/completions"``.
         method: The HTTP method.
         at: ``time.monotonic()`` when the request arrived.
@@ -35,6 +38,9 @@ class RecordedRequest:
         status: The HTTP status answered, None until the status line is sent (forever for
             ``Hang``).
         responded_at: ``time.monotonic()`` when the status line was handed to the transport.
+        form: The text fields of a multipart body (an STT request's ``model``,
+            ``response_format``, ``language``, ...).
+        files: The size in bytes of each file field of a multipart body (the audio).
     """
 
     endpoint: Endpoint
@@ -46,6 +52,8 @@ class RecordedRequest:
     authorization_present: bool
     status: int | None = None
     responded_at: float | None = None
+    form: dict[str, str] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,3 +104,31 @@ class Exchange:
         """Start a 200 server-sent-events response."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         return await self.open(response)
+
+
+def multipart_form(content_type: str, raw: bytes) -> tuple[dict[str, str], dict[str, int]]:
+    """The text fields and the file sizes of a ``multipart/form-data`` body.
+
+    Returns:
+        ``({name: text}, {name: size in bytes})``; both empty if ``raw`` is not multipart.
+    """
+    if not content_type.startswith("multipart/form-data"):
+        return {}, {}
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
+    )
+    fields: dict[str, str] = {}
+    files: dict[str, int] = {}
+    if not message.is_multipart():
+        return fields, files
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        if part.get_filename() is not None:
+            files[name] = len(data)
+        else:
+            fields[name] = data.decode("utf-8", errors="replace")
+    return fields, files

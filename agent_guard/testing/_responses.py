@@ -31,6 +31,7 @@ __all__ = [
     "ScriptedResponse",
     "Speech",
     "StreamError",
+    "Transcript",
     "Unauthorized",
 ]
 
@@ -178,6 +179,66 @@ class Speech(ScriptedResponse):
         await _write_event(response, {"type": "speech.audio.done", "usage": usage})
         await response.write_eof()
         return response
+
+
+@dataclass(frozen=True)
+class Transcript(ScriptedResponse):
+    """A successful ``/v1/audio/transcriptions`` answer (STT only).
+
+    Answers in the ``response_format`` asked for, as OpenAI does: ``json`` (the default,
+    what ``livekit.plugins.openai.STT`` asks for) is ``{"text", "usage"}``;
+    ``verbose_json`` (which the plugin asks for with ``whisper-1``) adds the language,
+    the duration and one segment; ``text`` is the bare text. Other formats get OpenAI's
+    400.
+
+    Attributes:
+        text: The transcript.
+        language: The detected language ``verbose_json`` reports.
+        delay: Seconds before answering.
+    """
+
+    text: str = "Hello."
+    language: str = "english"
+    delay: float = 0.0
+
+    async def _answer(self, exchange: Exchange) -> web.StreamResponse:
+        await asyncio.sleep(self.delay)
+        response_format = exchange.record.form.get("response_format", "json")
+        # 16-bit mono WAV at whatever rate: the seconds billed are a rough figure anyway.
+        seconds = round(max(exchange.record.files.get("file", 0) - 44, 0) / 2 / 24_000, 3)
+        usage = {"type": "duration", "seconds": max(round(seconds), 1)}
+        if response_format == "json":
+            return await exchange.send_json(200, {"text": self.text, "usage": usage})
+        if response_format == "text":
+            return await exchange.send(
+                200, self.text.encode(), content_type="text/plain; charset=utf-8"
+            )
+        if response_format == "verbose_json":
+            segment = {
+                "id": 0,
+                "seek": 0,
+                "start": 0.0,
+                "end": seconds,
+                "text": self.text,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": -0.1,
+                "compression_ratio": 1.0,
+                "no_speech_prob": 0.0,
+            }
+            body = {
+                "task": "transcribe",
+                "language": self.language,
+                "duration": seconds,
+                "text": self.text,
+                "segments": [segment],
+                "usage": usage,
+            }
+            return await exchange.send_json(200, body)
+        return await exchange.send_json(
+            400,
+            _openai_error(f"Unsupported response_format: {response_format!r}", "response_format"),
+        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any, Generic, Self, TypeAlias, TypeVar
 
 from aiohttp import web
 
-from ._exchange import Endpoint, Exchange, RecordedRequest
+from ._exchange import Endpoint, Exchange, RecordedRequest, multipart_form
 from ._responses import (
     ClientCancelled,
     Hang,
@@ -27,21 +27,27 @@ from ._responses import (
     ScriptedResponse,
     Speech,
     StreamError,
+    Transcript,
     Unauthorized,
 )
 
-__all__ = ["GatewaySimulator", "LLMResponse", "ResponseScript", "TTSResponse"]
+__all__ = ["GatewaySimulator", "LLMResponse", "ResponseScript", "STTResponse", "TTSResponse"]
 
 LLMResponse: TypeAlias = (
     Reply | StreamError | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
 )
 TTSResponse: TypeAlias = Speech | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
+STTResponse: TypeAlias = (
+    Transcript | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
+)
 _LLM_RESPONSES = (Reply, StreamError, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
 _TTS_RESPONSES = (Speech, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
+_STT_RESPONSES = (Transcript, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
 
 _ROUTES: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): "llm",
     ("POST", "/v1/audio/speech"): "tts",
+    ("POST", "/v1/audio/transcriptions"): "stt",
 }
 # Answered so the plugins' connection prewarm (openai.LLM lists models) does not log a 404.
 _MODELS_PATH = "/v1/models"
@@ -102,18 +108,23 @@ class GatewaySimulator:
             llm = openai.LLM(model="gpt-4o-mini", base_url=sim.base_url, api_key="sk-test")
 
     Serves ``POST /v1/chat/completions`` from ``llm``, ``POST /v1/audio/speech`` from
-    ``tts`` and ``GET /v1/models``; anything else gets a 404. Every request is appended to
-    ``requests`` before it is answered.
+    ``tts``, ``POST /v1/audio/transcriptions`` from ``stt`` and ``GET /v1/models``;
+    websockets (LiveKit Inference's streaming STT/TTS) are accepted and never answered;
+    anything else gets a 404. Every request is appended to ``requests`` before it is
+    answered.
 
     Attributes:
         llm: The script for chat completions; ``Reply()`` by default.
         tts: The script for speech; ``Speech()`` by default.
+        stt: The script for transcriptions (``livekit.plugins.openai.STT``);
+            ``Transcript()`` by default.
         requests: Every request received, in arrival order.
     """
 
     def __init__(self) -> None:
         self.llm: ResponseScript[LLMResponse] = ResponseScript("llm", Reply(), _LLM_RESPONSES)
         self.tts: ResponseScript[TTSResponse] = ResponseScript("tts", Speech(), _TTS_RESPONSES)
+        self.stt: ResponseScript[STTResponse] = ResponseScript("stt", Transcript(), _STT_RESPONSES)
         self.requests: list[RecordedRequest] = []
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -194,14 +205,18 @@ class GatewaySimulator:
         self._handlers.add(handler)
         try:
             endpoint = _ROUTES.get((request.method, request.path), "other")
+            raw = await request.read()
+            form, files = multipart_form(request.headers.get("Content-Type", ""), raw)
             record = RecordedRequest(
                 endpoint=endpoint,
                 path=request.path,
                 method=request.method,
                 at=arrived,
-                json=_json_object(await request.read()),
+                json=_json_object(raw),
                 request_id=f"req_sim_{len(self.requests) + 1}",
                 authorization_present="Authorization" in request.headers,
+                form=form,
+                files=files,
             )
             self.requests.append(record)
             async with self._arrivals:
@@ -211,8 +226,12 @@ class GatewaySimulator:
                 return await self.llm.next()._answer(exchange)
             if endpoint == "tts":
                 return await self.tts.next()._answer(exchange)
+            if endpoint == "stt":
+                return await self.stt.next()._answer(exchange)
             if (request.method, request.path) == ("GET", _MODELS_PATH):
                 return await exchange.send_json(200, _MODELS)
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                return await _silent_websocket(exchange)
             return await exchange.send_json(404, _not_found(request))
         finally:
             self._handlers.discard(handler)
@@ -222,6 +241,21 @@ _MODELS = {
     "object": "list",
     "data": [{"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "simulator"}],
 }
+
+
+async def _silent_websocket(exchange: Exchange) -> web.StreamResponse:
+    """Accept a websocket and never answer on it.
+
+    LiveKit Inference's streaming STT, TTS and turn models (``livekit.agents.inference``)
+    open websockets to the same base URL; the simulator does not speak those protocols,
+    but a connection that stays quiet keeps them from failing (and closing a guarded
+    session) while a test drives the LLM.
+    """
+    ws = web.WebSocketResponse()
+    await exchange.open(ws)
+    async for _ in ws:
+        pass
+    return ws
 
 
 def _not_found(request: web.Request) -> dict[str, Any]:

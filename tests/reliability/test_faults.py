@@ -338,7 +338,7 @@ def _tts_decision_packaged(run: Run) -> None:
     decision = run.guard.decision
     assert decision is not None and decision.verdict.category is Category.AUTH
     farewell = run.guard.farewell
-    assert farewell is not None and farewell.source == "packaged"
+    assert farewell is not None and farewell.source == "default"
     assert farewell.text == DEFAULT_ERROR_MESSAGE
 
 

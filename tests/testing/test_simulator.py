@@ -17,6 +17,7 @@ import aiohttp
 import numpy as np
 import openai
 import pytest
+from livekit import rtc
 from livekit.agents import (
     Agent,
     AgentSession,
@@ -25,11 +26,13 @@ from livekit.agents import (
     APIStatusError,
     APITimeoutError,
     llm,
+    stt,
 )
 from livekit.agents.inference._utils import extract_quota_usage
 from livekit.agents.voice.run_result import RunResult
 from livekit.plugins import openai as lk_openai
 
+from agent_guard import Category, Kind, Verdict, classify
 from agent_guard.testing import (
     CaptureAudioOutput,
     ClientCancelled,
@@ -41,6 +44,7 @@ from agent_guard.testing import (
     Reply,
     Speech,
     StreamError,
+    Transcript,
     Unauthorized,
 )
 
@@ -447,6 +451,96 @@ class TestSpeech:
         assert raised.value.body == (
             "TTS concurrency limit exceeded, category: MaxConcurrentGatewayTTS"
         )
+
+
+def speech(seconds: float = 0.1) -> list[rtc.AudioFrame]:
+    samples = int(24_000 * seconds)
+    return [
+        rtc.AudioFrame(
+            data=b"\0\0" * samples, sample_rate=24_000, num_channels=1, samples_per_channel=samples
+        )
+    ]
+
+
+class TestTranscriptions:
+    """Transcript answers livekit.plugins.openai.STT as OpenAI's transcriptions API does."""
+
+    @pytest.mark.parametrize(
+        ("model", "response_format"),
+        [("gpt-4o-mini-transcribe", "json"), ("whisper-1", "verbose_json")],
+    )
+    async def test_recognize(self, sim: GatewaySimulator, model: str, response_format: str) -> None:
+        """The plugin gets the text; the multipart form is recorded, the audio by size."""
+        sim.stt.script(Transcript("A table for two, please."))
+        recognizer = lk_openai.STT(base_url=sim.base_url, api_key="sk-test", model=model)
+        event = await recognizer.recognize(speech(0.1), conn_options=FAIL_FAST)
+        await recognizer.aclose()
+        assert event.type is stt.SpeechEventType.FINAL_TRANSCRIPT
+        assert event.alternatives[0].text == "A table for two, please."
+        (request,) = sim.requests_for("stt")
+        assert request.path == "/v1/audio/transcriptions" and request.status == 200
+        assert request.form == {
+            "model": model,
+            "language": "en",
+            "response_format": response_format,
+        }
+        assert request.files == {"file": 44 + 2 * 2400}  # a 16-bit mono WAV of 0.1 s
+        assert request.json is None
+
+    async def test_plain_text_and_unsupported_formats(self, sim: GatewaySimulator) -> None:
+        """``text`` is the bare transcript; formats the simulator cannot make get a 400."""
+        sim.stt.default = Transcript("Hello.")
+
+        async def post(response_format: str) -> tuple[int, str]:
+            form = aiohttp.FormData({"model": "whisper-1", "response_format": response_format})
+            form.add_field("file", b"RIFF", filename="a.wav", content_type="audio/wav")
+            async with (
+                aiohttp.ClientSession() as client,
+                client.post(f"{sim.base_url}/audio/transcriptions", data=form) as response,
+            ):
+                return response.status, await response.text()
+
+        assert await post("text") == (200, "Hello.")
+        status, body = await post("srt")
+        assert status == 400 and "response_format" in body
+
+    async def test_quota(self, sim: GatewaySimulator) -> None:
+        """An STT quota 429 travels the plugin's real path and classifies as such."""
+        sim.stt.default = QuotaExceeded(quota_type="stt")
+        recognizer = lk_openai.STT(base_url=sim.base_url, api_key="sk-test")
+        verdicts: list[Verdict] = []
+        recognizer.on(
+            "error",
+            lambda ev: verdicts.append(classify(ev.error, kind=Kind.STT, label=ev.label)),
+        )
+        with pytest.raises(APIStatusError):
+            await recognizer.recognize(speech(), conn_options=FAIL_FAST)
+        await recognizer.aclose()
+        (verdict,) = verdicts
+        assert (verdict.category, verdict.terminal) == (Category.QUOTA_EXHAUSTED, True)
+        assert verdict.quota is not None and verdict.quota.quota_type == "stt"
+        assert verdict.model == "livekit.plugins.openai.stt.STT"
+
+    async def test_only_stt_answers(self, sim: GatewaySimulator) -> None:
+        """Speech cannot answer a transcription, nor Transcript a completion."""
+        with pytest.raises(TypeError):
+            sim.stt.script(Speech())  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            sim.llm.default = Transcript()  # type: ignore[assignment]
+
+
+class TestWebsockets:
+    """LiveKit Inference's streaming endpoints connect and hear nothing."""
+
+    async def test_accepted_and_silent(self, sim: GatewaySimulator) -> None:
+        async with (
+            aiohttp.ClientSession() as client,
+            client.ws_connect(f"{sim.base_url}/stt") as ws,
+        ):
+            await ws.send_str('{"type": "session.create"}')
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=0.2)
+        assert [(r.path, r.status) for r in sim.requests] == [("/v1/stt", 101)]
 
 
 class TestAgentSession:
