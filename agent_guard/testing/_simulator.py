@@ -25,6 +25,7 @@ from ._responses import (
     QuotaExceeded,
     Reply,
     ScriptedResponse,
+    SilentSpeech,
     Speech,
     StreamError,
     Unauthorized,
@@ -35,9 +36,11 @@ __all__ = ["GatewaySimulator", "LLMResponse", "ResponseScript", "TTSResponse"]
 LLMResponse: TypeAlias = (
     Reply | StreamError | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
 )
-TTSResponse: TypeAlias = Speech | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
+TTSResponse: TypeAlias = (
+    Speech | SilentSpeech | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
+)
 _LLM_RESPONSES = (Reply, StreamError, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
-_TTS_RESPONSES = (Speech, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
+_TTS_RESPONSES = (Speech, SilentSpeech, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
 
 _ROUTES: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): "llm",
