@@ -30,6 +30,7 @@ from agent_guard._playback import FarewellResult
 from agent_guard._policy import GuardPolicy
 from agent_guard._teardown import teardown
 from agent_guard._verdict import Kind, Verdict
+from agent_guard._watchdog import Watchdog
 
 __all__ = ["Guard", "guard", "guarded"]
 
@@ -114,6 +115,19 @@ class Guard:
         session.on("agent_state_changed", self._on_agent_state)
         session.on("user_input_transcribed", self._on_transcript)
         session.on("speech_created", self._on_speech_created)
+        # watchdog: dead air (failures that raise nothing, or too late) enters through
+        # _observe like any failure; None when policy.stall_timeout is None.
+        self._watchdog = (
+            Watchdog(
+                session,
+                policy,
+                report=self._observe,
+                decided=lambda: self._decider.decision is not None or self._close_event is not None,
+                spawn=self._spawn,
+            )
+            if policy.stall_timeout is not None
+            else None
+        )
 
     # -- public, read-only ---------------------------------------------------------
 
@@ -206,6 +220,8 @@ class Guard:
 
     def _conclude(self, verdict: Verdict, error: Any, ticket: int) -> None:
         self._verdicts.append(verdict)
+        if self._watchdog is not None:  # watchdog: a stall of this turn must not count twice
+            self._watchdog.failure_counted(verdict)
         if self._close_event is not None:
             return
         decision = self._decider.decide(verdict, ticket)
@@ -257,7 +273,10 @@ class Guard:
             self._prepare()
         # Success for llm/tts/realtime = the agent actually started speaking (livekit
         # resets its own llm/tts counters at the same point).
-        if getattr(ev, "new_state", None) == "speaking":
+        if getattr(ev, "new_state", None) == "speaking" and not (
+            # watchdog: the stall notice playing is not the provider answering
+            self._watchdog is not None and self._watchdog.speaking_own()
+        ):
             for kind in (Kind.LLM, Kind.TTS, Kind.REALTIME):
                 self._decider.succeeded(kind)
 
@@ -293,6 +312,8 @@ class Guard:
     def _on_close(self, ev: CloseEvent) -> None:
         self._close_event = ev
         self._closed.set()
+        if self._watchdog is not None:  # watchdog: no timers outlive the session
+            self._watchdog.stop()
         for task in self._preparing:
             task.cancel()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from agent_guard._log import log
 from agent_guard._policy import DEFAULT_ERROR_MESSAGE, Farewell, GuardPolicy, MessageFactory
-from agent_guard._verdict import Verdict
+from agent_guard._verdict import Category, Verdict
 
 __all__ = ["resolve", "static_texts"]
 
@@ -32,7 +32,8 @@ def resolve(policy: GuardPolicy, verdict: Verdict, *, final: bool = False) -> Fa
         return Farewell(text=msg, audio=policy.farewell_audio)
     if callable(msg):
         return _from_factory(msg, verdict, policy)
-    if not (verdict.terminal or final):
+    if not (verdict.terminal or final or verdict.category is Category.STALLED):
+        # A caller told "one moment" and then left in silence is owed a goodbye.
         return None
     if policy.speak_hint and verdict.hint:
         # Opt-in only: the hint is gateway text (sanitised, bounded) meant for developers.

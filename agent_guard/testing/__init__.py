@@ -35,6 +35,7 @@ from ._responses import (
     SilentSpeech,
     Speech,
     StreamError,
+    ToolCall,
     Unauthorized,
 )
 from ._simulator import GatewaySimulator, LLMResponse, ResponseScript, TTSResponse
@@ -59,6 +60,7 @@ __all__ = [
     "Speech",
     "StreamError",
     "TTSResponse",
+    "ToolCall",
     "Unauthorized",
     "assert_fixture_verdict",
     "assert_llm_error_verdict",

@@ -32,6 +32,7 @@ __all__ = [
     "SilentSpeech",
     "Speech",
     "StreamError",
+    "ToolCall",
     "Unauthorized",
 ]
 
@@ -101,6 +102,43 @@ class Reply(ScriptedResponse):
             await stream.delta({"content": word})
         await stream.delta({}, finish_reason="stop")
         await stream.usage(completion_tokens=len(words))
+        await stream.event("[DONE]")
+        return await stream.close()
+
+
+@dataclass(frozen=True)
+class ToolCall(ScriptedResponse):
+    """A streamed completion that calls one function tool and says nothing (LLM only).
+
+    Streams like OpenAI: a role chunk whose ``tool_calls`` names the function, the
+    arguments as one delta, then ``finish_reason="tool_calls"``, usage and ``[DONE]``.
+    livekit runs the agent's tool of that name; a tool returning ``None`` needs no reply,
+    so the turn ends silent by design.
+
+    Attributes:
+        name: The function tool to call.
+        arguments: Its JSON arguments.
+        first_token_delay: Seconds between the 200 status line and the first chunk.
+    """
+
+    name: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    first_token_delay: float = 0.0
+
+    async def _answer(self, exchange: Exchange) -> web.StreamResponse:
+        stream = await _ChunkStream.open(exchange)
+        await asyncio.sleep(self.first_token_delay)
+        call = {
+            "index": 0,
+            "id": f"call_{exchange.record.request_id}",
+            "type": "function",
+            "function": {"name": self.name, "arguments": ""},
+        }
+        await stream.delta({"role": "assistant", "content": None, "tool_calls": [call]})
+        arguments = {"index": 0, "function": {"arguments": json.dumps(dict(self.arguments))}}
+        await stream.delta({"tool_calls": [arguments]})
+        await stream.delta({}, finish_reason="tool_calls")
+        await stream.usage(completion_tokens=1)
         await stream.event("[DONE]")
         return await stream.close()
 

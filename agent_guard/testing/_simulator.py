@@ -28,19 +28,44 @@ from ._responses import (
     SilentSpeech,
     Speech,
     StreamError,
+    ToolCall,
     Unauthorized,
 )
 
 __all__ = ["GatewaySimulator", "LLMResponse", "ResponseScript", "TTSResponse"]
 
 LLMResponse: TypeAlias = (
-    Reply | StreamError | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
+    Reply
+    | ToolCall
+    | StreamError
+    | QuotaExceeded
+    | Unauthorized
+    | HttpError
+    | ClientCancelled
+    | Hang
 )
 TTSResponse: TypeAlias = (
     Speech | SilentSpeech | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
 )
-_LLM_RESPONSES = (Reply, StreamError, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
-_TTS_RESPONSES = (Speech, SilentSpeech, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
+_LLM_RESPONSES = (
+    Reply,
+    ToolCall,
+    StreamError,
+    QuotaExceeded,
+    Unauthorized,
+    HttpError,
+    ClientCancelled,
+    Hang,
+)
+_TTS_RESPONSES = (
+    Speech,
+    SilentSpeech,
+    QuotaExceeded,
+    Unauthorized,
+    HttpError,
+    ClientCancelled,
+    Hang,
+)
 
 _ROUTES: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): "llm",
