@@ -1,0 +1,65 @@
+"""TTS stalls: the LLM answered, the caller hears nothing."""
+
+from __future__ import annotations
+
+import pytest
+from livekit.agents import CloseReason, tts
+
+from agent_guard import Category, Kind
+from agent_guard._policy import DEFAULT_STALL_MESSAGE
+from agent_guard._watchdog import StallError
+from agent_guard.testing import GatewaySimulator, Hang, Reply, SilentSpeech, Speech
+from agent_guard.testing._simulator import TTSResponse
+from tests.conftest import chat_texts, spoken
+from tests.watchdog.helpers import BOUND, guarded_session, heard_after, say_turn, wait_until
+
+
+@pytest.mark.parametrize(
+    "faults",
+    # livekit retries a silent answer after 0.1 s, then after 2 s: two keep the caller
+    # waiting past the stall timeout. A hang is never retried before the watchdog acts.
+    [(Hang(after_headers=True),), (SilentSpeech(), SilentSpeech())],
+    ids=["tts-hangs-after-headers", "tts-200-no-audio"],
+)
+async def test_tts_stall_plays_the_recording_then_retries(
+    sim: GatewaySimulator, faults: tuple[TTSResponse, ...]
+) -> None:
+    """Text but no audio: a ``tts`` stall; the notice is recorded, since TTS is what stalled."""
+    sim.llm.default = Reply("Here is your answer.")
+    sim.tts.script(*faults)
+    sim.tts.default = Speech()
+    session, g, out = await guarded_session(sim)
+
+    at = say_turn(session, "hi")
+    await wait_until(lambda: "Here is your answer." in chat_texts(session))
+
+    assert (waited := heard_after(out, at)) is not None and waited < BOUND
+    counted = [(v.kind, v.category) for v in g.verdicts if v.counts and not v.recoverable]
+    assert counted == [(Kind.TTS, Category.STALLED)]
+    # The notice was not synthesised: TTS was only asked for the reply, twice.
+    assert DEFAULT_STALL_MESSAGE not in spoken(sim)
+    assert len(sim.requests_for("llm")) == 2
+    assert g.decision is None
+    await session.aclose()
+
+
+async def test_tts_that_never_speaks_closes_with_a_recorded_farewell(
+    sim: GatewaySimulator,
+) -> None:
+    """TTS hangs on every request: the 3rd stalled turn closes; the farewell is recorded."""
+    sim.llm.default = Reply("Here is your answer.")
+    sim.tts.default = Hang(after_headers=True)
+    session, g, out = await guarded_session(sim, farewell_timeout=1.0)
+
+    for turn in range(3):
+        at = say_turn(session, f"turn {turn}")
+        await wait_until(lambda at=at: heard_after(out, at) is not None)
+        if g.decision is None:
+            await wait_until(lambda: session.current_speech is None, timeout=5)
+
+    ev = await g.wait_closed()
+    assert ev.reason is CloseReason.ERROR
+    assert isinstance(ev.error, tts.TTSError)
+    assert isinstance(ev.error.error, StallError)
+    assert g.decision is not None and g.decision.verdict.kind is Kind.TTS
+    assert g.farewell is not None  # the recording, cut at farewell_timeout
