@@ -122,7 +122,7 @@ class Guard:
                 session,
                 policy,
                 report=self._observe,
-                decided=lambda: self._decider.decision is not None or self._close_event is not None,
+                decider=self._decider,
                 spawn=self._spawn,
             )
             if policy.stall_timeout is not None

@@ -39,7 +39,7 @@ import contextlib
 import time
 import weakref
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from livekit.agents import AgentSession, llm, stt, tts
@@ -49,6 +49,7 @@ from livekit.agents.voice.events import ToolCallEnded, ToolCallStarted
 
 from agent_guard import _seams
 from agent_guard._audio import preload, presynthesize, presynthesized
+from agent_guard._decide import Decider
 from agent_guard._log import log
 from agent_guard._playback import play, tts_cannot_speak
 from agent_guard._policy import Farewell, GuardPolicy
@@ -73,7 +74,7 @@ class StallError(Exception):
         verdict: The stall's Verdict.
     """
 
-    def __init__(self, kind: Kind, what: str, *, waited: float, counts: bool = True) -> None:
+    def __init__(self, kind: Kind, what: str, *, waited: float) -> None:
         super().__init__(f"{kind.value} stalled: {what} ({waited:.1f} s of dead air)")
         self.kind = kind
         self.waited = waited
@@ -81,11 +82,9 @@ class StallError(Exception):
             kind=kind,
             category=Category.STALLED,
             terminal=False,
-            counts=counts,
+            counts=True,
             public_message=PUBLIC_MESSAGES[Category.STALLED],
-            detail=str(self)
-            if counts
-            else f"{self} (not counted: this turn already failed with an error)",
+            detail=str(self),
         )
 
 
@@ -100,8 +99,8 @@ class _Reply:
     heard: bool = False
     llm_output: bool = False
     """The LLM stream of this speech ended with output (text or a tool call)."""
-    failed: set[Kind] = field(default_factory=set)
-    """Kinds that reported a countable failure while this reply was owed."""
+    failed: bool = False
+    """A provider reported a countable failure while this reply was owed."""
 
 
 class Watchdog:
@@ -111,7 +110,7 @@ class Watchdog:
         session: The guarded session.
         policy: The guard's policy (``stall_timeout`` is not ``None``).
         report: Enters a stall into the data path (``Guard._observe``).
-        decided: Whether the guard has decided to close (the watchdog then stands down).
+        decider: The guard's decider: once it has decided, the watchdog stands down.
         spawn: Starts a task the guard keeps track of.
     """
 
@@ -121,16 +120,18 @@ class Watchdog:
         policy: GuardPolicy,
         *,
         report: Callable[..., None],
-        decided: Callable[[], bool],
+        decider: Decider,
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
     ) -> None:
         assert policy.stall_timeout is not None
         self._session_ref = weakref.ref(session)
         self._policy = policy
         self._timeout: float = policy.stall_timeout
-        self._report = report
-        self._decided = decided
-        self._spawn = spawn
+        # Weakly: the guard owns the watchdog, and a cycle between them would outlive
+        # the session until a full garbage collection.
+        self._report_ref = weakref.WeakMethod(report)
+        self._spawn_ref = weakref.WeakMethod(spawn)
+        self._decider = decider
         self._replies: dict[SpeechHandle, _Reply] = {}
         self._own: weakref.WeakSet[SpeechHandle] = weakref.WeakSet()
         self._tools: set[str] = set()
@@ -159,21 +160,41 @@ class Watchdog:
 
     # -- what the guard asks -----------------------------------------------------------
 
+    def _decided(self) -> bool:
+        session = self._session_ref()
+        return self._decider.decision is not None or session is None or _seams.is_closing(session)
+
+    def _report(self, error: Any, *, recoverable: bool) -> None:
+        if (report := self._report_ref()) is not None:
+            report(error, recoverable=recoverable)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+        if (spawn := self._spawn_ref()) is None:
+            coro.close()
+            return None
+        return spawn(coro)
+
     def speaking_own(self) -> bool:
         """Whether the speech playing now is the watchdog's notice (not a success)."""
         session = self._session_ref()
         return session is not None and session.current_speech in self._own
 
     def failure_counted(self, verdict: Verdict) -> None:
-        """A provider failure was counted: a stall of the same turn must not count again."""
+        """A provider reported a failure that counts: the error path owns this turn.
+
+        The watchdog is for failures that raise nothing, or too late. A turn whose
+        failure livekit reported (after its own retries) is counted once, as that
+        failure, and not retried again.
+        """
         if verdict.category is Category.STALLED or not verdict.counts:
             return
         if verdict.recoverable and verdict.kind is not Kind.REALTIME:
             return  # an intermediate retry attempt: the decider does not count it either
-        for reply in self._replies.values():
-            reply.failed.add(verdict.kind)
         if verdict.kind is Kind.STT:
             self._stt_failed = True
+            return
+        for reply in self._replies.values():
+            reply.failed = True
 
     def stop(self) -> None:
         """The session closed: no more timers."""
@@ -331,13 +352,10 @@ class Watchdog:
             if self._stt_alive or self._decided() or self._session_ref() is None:
                 return
             self._stt_alive = True  # one stall per utterance
+            if self._stt_failed:
+                return  # the STT reported its failure: the error path owns it
             waited = asyncio.get_running_loop().time() - self._speech_ended_at
-            error = StallError(
-                Kind.STT,
-                "the caller spoke and no transcript came",
-                waited=waited,
-                counts=not self._stt_failed,
-            )
+            error = StallError(Kind.STT, "the caller spoke and no transcript came", waited=waited)
             self._enter(Kind.STT, error, retry=False)
         except Exception as e:
             log.error("agent_guard.watchdog_failed", error_type=type(e).__name__)
@@ -355,7 +373,7 @@ class Watchdog:
 
     def _stall(self, reply: _Reply, ended: str | None) -> None:
         session = self._session_ref()
-        if session is None:
+        if session is None or reply.failed:
             return
         if isinstance(_model(session), llm.RealtimeModel):
             kind, what = Kind.REALTIME, "no audio from the model"
@@ -364,7 +382,7 @@ class Watchdog:
         else:
             kind, what = Kind.LLM, "no first token"
         waited = asyncio.get_running_loop().time() - reply.created_at
-        error = StallError(kind, ended or what, waited=waited, counts=kind not in reply.failed)
+        error = StallError(kind, ended or what, waited=waited)
         self._enter(kind, error, retry=self._policy.stall_retry and not self._retry_spent)
 
     def _enter(self, kind: Kind, error: StallError, *, retry: bool) -> None:
@@ -376,7 +394,6 @@ class Watchdog:
             "agent_guard.stalled",
             kind=kind.value,
             waited=round(error.waited, 3),
-            counts=error.verdict.counts,
         )
         # Realtime failures reported as final close at once (the model gave up); a stall
         # is not the model giving up, so it counts toward the realtime tolerance instead.

@@ -35,9 +35,9 @@ async def guarded_session(
     return session, g, out
 
 
-async def wait_until(condition: Callable[[], object], *, timeout: float = 10.0) -> None:
+async def wait_until(condition: Callable[[], object], *, within: float = 10.0) -> None:
     """Poll ``condition`` until it holds (the sink and the guard expose no event for it)."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while not condition():
             await asyncio.sleep(0.02)
 
@@ -53,3 +53,8 @@ def heard_after(out: CaptureAudioOutput, at: float) -> float | None:
     """Seconds from ``at`` to the first agent audio frame after it, if any."""
     frames = [f.at for f in out.frames if f.at > at]
     return frames[0] - at if frames else None
+
+
+def heard_since(out: CaptureAudioOutput, at: float) -> Callable[[], bool]:
+    """A condition for :func:`wait_until`: agent audio was heard after ``at``."""
+    return lambda: heard_after(out, at) is not None

@@ -46,7 +46,7 @@ async def test_long_tool_call(sim: GatewaySimulator) -> None:
     """A tool running for 3 stall timeouts is the agent waiting on a tool, not a provider."""
     sim.llm.script(ToolCall("lookup"), Reply("The answer is 42."))
     agent = _ToolAgent(seconds=3 * STALL, result="42")
-    session, g, out = await guarded_session(sim, agent=agent)
+    session, g, _out = await guarded_session(sim, agent=agent)
 
     say_turn(session, "what is the answer?")
     await wait_until(lambda: "The answer is 42." in chat_texts(session))
@@ -93,7 +93,7 @@ async def test_reply_queued_behind_speech(sim: GatewaySimulator) -> None:
     """A reply waiting behind speech that plays for 2 stall timeouts is not stalled."""
     sim.llm.default = Reply("Now my answer.")
     sim.tts.script(Speech(seconds=2 * STALL), Speech())
-    session, g, out = await guarded_session(sim)
+    session, g, _out = await guarded_session(sim)
 
     session.say("Let me tell you something first.")
     say_turn(session, "hi")

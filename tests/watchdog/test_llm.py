@@ -13,7 +13,14 @@ from agent_guard._watchdog import StallError
 from agent_guard.testing import ClientCancelled, GatewaySimulator, Hang, Reply
 from agent_guard.testing._simulator import LLMResponse
 from tests.conftest import chat_texts, spoken
-from tests.watchdog.helpers import BOUND, guarded_session, heard_after, say_turn, wait_until
+from tests.watchdog.helpers import (
+    BOUND,
+    guarded_session,
+    heard_after,
+    heard_since,
+    say_turn,
+    wait_until,
+)
 
 
 class TestOneOffStall:
@@ -48,7 +55,7 @@ class TestOneOffStall:
     async def test_stall_retry_off(self, sim: GatewaySimulator) -> None:
         """``stall_retry=False``: the notice, and no second request."""
         sim.llm.script(Hang(after_headers=True))
-        session, g, out = await guarded_session(sim, stall_retry=False)
+        session, _g, out = await guarded_session(sim, stall_retry=False)
 
         at = say_turn(session, "hi")
         await wait_until(lambda: out.segments and out.segments[-1].finished_at is not None)
@@ -61,7 +68,7 @@ class TestOneOffStall:
     async def test_no_notice_still_cancels(self, sim: GatewaySimulator) -> None:
         """``stall_message=None``: silence, but the stuck request is cancelled and retried."""
         sim.llm.script(Hang(after_headers=True), Reply("Back again."))
-        session, g, out = await guarded_session(sim, stall_message=None)
+        session, _g, out = await guarded_session(sim, stall_message=None)
 
         say_turn(session, "hi")
         await wait_until(lambda: "Back again." in chat_texts(session))
@@ -81,13 +88,11 @@ class TestPersistentStall:
 
         for turn in range(1, 4):
             at = say_turn(session, f"hello {turn}")
-            await wait_until(lambda at=at: heard_after(out, at) is not None)
+            await wait_until(heard_since(out, at))
             assert (waited := heard_after(out, at)) is not None and waited < BOUND
             if turn < 3:
-                await wait_until(
-                    lambda: out.segments and out.segments[-1].finished_at is not None
-                )
-                await wait_until(lambda: session.current_speech is None, timeout=5)
+                await wait_until(lambda: out.segments and out.segments[-1].finished_at is not None)
+                await wait_until(lambda: session.current_speech is None, within=5)
 
         async with asyncio.timeout(10):
             ev = await g.wait_closed()

@@ -11,7 +11,14 @@ from agent_guard._watchdog import StallError
 from agent_guard.testing import GatewaySimulator, Hang, Reply, SilentSpeech, Speech
 from agent_guard.testing._simulator import TTSResponse
 from tests.conftest import chat_texts, spoken
-from tests.watchdog.helpers import BOUND, guarded_session, heard_after, say_turn, wait_until
+from tests.watchdog.helpers import (
+    BOUND,
+    guarded_session,
+    heard_after,
+    heard_since,
+    say_turn,
+    wait_until,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,9 +60,9 @@ async def test_tts_that_never_speaks_closes_with_a_recorded_farewell(
 
     for turn in range(3):
         at = say_turn(session, f"turn {turn}")
-        await wait_until(lambda at=at: heard_after(out, at) is not None)
+        await wait_until(heard_since(out, at))
         if g.decision is None:
-            await wait_until(lambda: session.current_speech is None, timeout=5)
+            await wait_until(lambda: session.current_speech is None, within=5)
 
     ev = await g.wait_closed()
     assert ev.reason is CloseReason.ERROR
