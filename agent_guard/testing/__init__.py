@@ -25,6 +25,7 @@ from ._plugin_kit import (
     error_bodies,
     raised,
 )
+from ._realtime import RealtimeHang, RealtimeReply
 from ._responses import (
     ClientCancelled,
     Hang,
@@ -52,6 +53,8 @@ __all__ = [
     "ProviderFixture",
     "QuotaExceeded",
     "RateLimited",
+    "RealtimeHang",
+    "RealtimeReply",
     "RecordedRequest",
     "Reply",
     "ResponseScript",

@@ -13,7 +13,7 @@ from multidict import CIMultiDict
 
 __all__ = ["Endpoint", "Exchange", "RecordedRequest"]
 
-Endpoint = Literal["llm", "tts", "other"]
+Endpoint = Literal["llm", "tts", "realtime", "other"]
 
 
 @dataclass
@@ -24,7 +24,8 @@ class RecordedRequest:
     credential and has no business in test output.
 
     Attributes:
-        endpoint: ``"llm"`` (chat completions), ``"tts"`` (audio speech) or ``"other"``.
+        endpoint: ``"llm"`` (chat completions), ``"tts"`` (audio speech), ``"realtime"``
+            (one ``response.create`` on the realtime websocket) or ``"other"``.
         path: The request path, e.g. ``"/v1/chat/completions"``.
         method: The HTTP method.
         at: ``time.monotonic()`` when the request arrived.
