@@ -37,6 +37,7 @@ from ._responses import (
     Speech,
     StreamError,
     ToolCall,
+    Transcript,
     Unauthorized,
 )
 from ._simulator import GatewaySimulator, LLMResponse, ResponseScript, TTSResponse
@@ -64,6 +65,7 @@ __all__ = [
     "StreamError",
     "TTSResponse",
     "ToolCall",
+    "Transcript",
     "Unauthorized",
     "assert_fixture_verdict",
     "assert_llm_error_verdict",

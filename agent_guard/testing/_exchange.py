@@ -13,7 +13,7 @@ from multidict import CIMultiDict
 
 __all__ = ["Endpoint", "Exchange", "RecordedRequest"]
 
-Endpoint = Literal["llm", "tts", "realtime", "other"]
+Endpoint = Literal["llm", "tts", "stt", "realtime", "other"]
 
 
 @dataclass
@@ -24,7 +24,8 @@ class RecordedRequest:
     credential and has no business in test output.
 
     Attributes:
-        endpoint: ``"llm"`` (chat completions), ``"tts"`` (audio speech), ``"realtime"``
+        endpoint: ``"llm"`` (chat completions), ``"tts"`` (audio speech), ``"stt"`` (audio
+            transcriptions), ``"realtime"``
             (one ``response.create`` on the realtime websocket) or ``"other"``.
         path: The request path, e.g. ``"/v1/chat/completions"``.
         method: The HTTP method.

@@ -33,6 +33,7 @@ __all__ = [
     "Speech",
     "StreamError",
     "ToolCall",
+    "Transcript",
     "Unauthorized",
 ]
 
@@ -223,6 +224,23 @@ class Speech(ScriptedResponse):
 
 
 @dataclass(frozen=True)
+class Transcript(ScriptedResponse):
+    """A successful ``/v1/audio/transcriptions`` answer (STT only): what was heard.
+
+    ``livekit.plugins.openai.STT`` (non-streaming, run per utterance the VAD cut) asks for
+    ``response_format="json"`` and reads ``text``.
+
+    Attributes:
+        text: The transcript.
+    """
+
+    text: str = "Hello there."
+
+    async def _answer(self, exchange: Exchange) -> web.StreamResponse:
+        return await exchange.send_json(200, {"text": self.text})
+
+
+@dataclass(frozen=True)
 class QuotaExceeded(ScriptedResponse):
     """The LiveKit Inference gateway's 429 ``inference_quota_exceeded`` rejection.
 
@@ -389,7 +407,8 @@ class Hang(ScriptedResponse):
 
     By default nothing at all is sent (a request that is never accepted). With
     ``after_headers=True`` the 200 status line and headers go out first (an event stream
-    for chat completions, ``audio/mpeg`` for speech) and then not a byte follows: the
+    for chat completions, ``audio/mpeg`` for speech, JSON for transcriptions) and then not
+    a byte follows: the
     request looks accepted, the openai SDK returns the stream, and only the client's read
     timeout ends it, the way a provider that accepts a request and never sends a token
     behaves.
@@ -402,8 +421,12 @@ class Hang(ScriptedResponse):
 
     async def _answer(self, exchange: Exchange) -> web.StreamResponse:
         if self.after_headers:
-            if exchange.record.endpoint == "tts" and exchange.body.get("stream_format") != "sse":
+            endpoint = exchange.record.endpoint
+            if endpoint == "tts" and exchange.body.get("stream_format") != "sse":
                 await exchange.open(web.StreamResponse(headers={"Content-Type": "audio/mpeg"}))
+            elif endpoint == "stt":
+                json_headers = {"Content-Type": "application/json"}
+                await exchange.open(web.StreamResponse(headers=json_headers))
             else:
                 await exchange.open_event_stream()
         never: asyncio.Future[web.StreamResponse] = asyncio.get_running_loop().create_future()

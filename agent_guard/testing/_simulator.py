@@ -30,10 +30,11 @@ from ._responses import (
     Speech,
     StreamError,
     ToolCall,
+    Transcript,
     Unauthorized,
 )
 
-__all__ = ["GatewaySimulator", "LLMResponse", "ResponseScript", "TTSResponse"]
+__all__ = ["GatewaySimulator", "LLMResponse", "ResponseScript", "STTResponse", "TTSResponse"]
 
 LLMResponse: TypeAlias = (
     Reply
@@ -58,6 +59,10 @@ _LLM_RESPONSES = (
     ClientCancelled,
     Hang,
 )
+STTResponse: TypeAlias = (
+    Transcript | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
+)
+_STT_RESPONSES = (Transcript, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
 _TTS_RESPONSES = (
     Speech,
     SilentSpeech,
@@ -71,6 +76,7 @@ _TTS_RESPONSES = (
 _ROUTES: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): "llm",
     ("POST", "/v1/audio/speech"): "tts",
+    ("POST", "/v1/audio/transcriptions"): "stt",
 }
 _REALTIME_PATH = "/v1/realtime"
 # Answered so the plugins' connection prewarm (openai.LLM lists models) does not log a 404.
@@ -132,13 +138,15 @@ class GatewaySimulator:
             llm = openai.LLM(model="gpt-4o-mini", base_url=sim.base_url, api_key="sk-test")
 
     Serves ``POST /v1/chat/completions`` from ``llm``, ``POST /v1/audio/speech`` from
-    ``tts``, the realtime websocket ``/v1/realtime`` from ``realtime`` and ``GET
-    /v1/models``; anything else gets a 404. Every request is appended to ``requests``
-    before it is answered (for realtime: every ``response.create``).
+    ``tts``, ``POST /v1/audio/transcriptions`` from ``stt``, the realtime websocket
+    ``/v1/realtime`` from ``realtime`` and ``GET /v1/models``; anything else gets a 404.
+    Every request is appended to ``requests`` before it is answered (for realtime: every
+    ``response.create``).
 
     Attributes:
         llm: The script for chat completions; ``Reply()`` by default.
         tts: The script for speech; ``Speech()`` by default.
+        stt: The script for transcriptions; ``Transcript()`` by default.
         realtime: The script for realtime responses; ``RealtimeReply()`` by default.
         requests: Every request received, in arrival order.
     """
@@ -146,6 +154,7 @@ class GatewaySimulator:
     def __init__(self) -> None:
         self.llm: ResponseScript[LLMResponse] = ResponseScript("llm", Reply(), _LLM_RESPONSES)
         self.tts: ResponseScript[TTSResponse] = ResponseScript("tts", Speech(), _TTS_RESPONSES)
+        self.stt: ResponseScript[STTResponse] = ResponseScript("stt", Transcript(), _STT_RESPONSES)
         self.realtime: ResponseScript[RealtimeResponse] = ResponseScript(
             "realtime", RealtimeReply(), (RealtimeReply, RealtimeHang)
         )
@@ -250,6 +259,8 @@ class GatewaySimulator:
                 return await self.llm.next()._answer(exchange)
             if endpoint == "tts":
                 return await self.tts.next()._answer(exchange)
+            if endpoint == "stt":
+                return await self.stt.next()._answer(exchange)
             if (request.method, request.path) == ("GET", _MODELS_PATH):
                 return await exchange.send_json(200, _MODELS)
             return await exchange.send_json(404, _not_found(request))
