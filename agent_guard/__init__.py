@@ -23,8 +23,8 @@ from agent_guard._install import install, uninstall
 from agent_guard._playback import FarewellResult
 from agent_guard._policy import Farewell, GuardPolicy, Tolerance
 from agent_guard._signal import FrontendSignal
+from agent_guard._stall import StallError
 from agent_guard._verdict import Category, Kind, Verdict
-from agent_guard._watchdog import StallError
 
 try:
     __version__ = version("agent-guard")

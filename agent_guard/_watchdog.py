@@ -19,7 +19,9 @@ does a reply that ends with no audio. Not stalls: a reply queued behind speech t
 playing, or waiting for the user to stop talking (the clock starts again); a reply
 waiting on a tool (``tool_execution_updated``: the clock starts again when the last tool
 ends, for the tool's reply); a reply interrupted (by the caller, or by anyone); a reply
-that ends silent after calling a tool (a tool-only turn is silent by design).
+that ends silent after calling a tool (a tool-only turn is silent by design); a reply
+whose failure livekit reported (a countable error, after livekit's own retries): the
+error path owns that turn, counted once.
 
 The stalled stage: ``realtime`` for a realtime model; ``tts`` once the LLM stream of that
 speech has ended with output (its ``LLMMetrics``, which carry the speech id), else
@@ -29,63 +31,38 @@ and the STT gave no sign of life (no transcript, no ``STTMetrics``) within
 
 A stall enters the data path like any failure (:meth:`Guard._observe`, with livekit's
 own error model wrapping a :class:`StallError`), then the watchdog cancels the stuck
-generation, plays the stall notice and, per policy, retries the turn once.
+generation, plays the stall notice and, per policy, retries the turn once; not again
+until a reply has been heard, so a provider that stalls on every request reaches the
+default tolerance on the 3rd stalled turn (stall and retry, stall, stall).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from livekit.agents import AgentSession, llm, stt, tts
+from livekit.agents import AgentSession, llm
 from livekit.agents.metrics import LLMMetrics, STTMetrics
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import ToolCallEnded, ToolCallStarted
 
 from agent_guard import _seams
-from agent_guard._audio import preload, presynthesize, presynthesized
+from agent_guard._audio import preload, presynthesize
 from agent_guard._decide import Decider
 from agent_guard._log import log
-from agent_guard._playback import play, tts_cannot_speak
+from agent_guard._playback import play
 from agent_guard._policy import Farewell, GuardPolicy
-from agent_guard._verdict import PUBLIC_MESSAGES, Category, Kind, Verdict
+from agent_guard._stall import StallError, error_model, model_of, stall_notice, stt_of
+from agent_guard._verdict import Category, Kind, Verdict
 
-__all__ = ["StallError", "Watchdog"]
+__all__ = ["Watchdog"]
 
 #: How long the notice may take to play before it is cut off.
 NOTICE_TIMEOUT = 5.0
-
-
-class StallError(Exception):
-    """A provider went silent: raised by nobody, reported by the guard's watchdog.
-
-    It is the ``error`` of the livekit error model (``LLMError``, ``TTSError``,
-    ``STTError``, ``RealtimeModelError``) that a stall's Verdict and ``CloseEvent`` carry,
-    and it carries its own :attr:`verdict` (category ``stalled``).
-
-    Attributes:
-        kind: The stage that stalled.
-        waited: Seconds the caller had waited in silence when the stall was reported.
-        verdict: The stall's Verdict.
-    """
-
-    def __init__(self, kind: Kind, what: str, *, waited: float) -> None:
-        super().__init__(f"{kind.value} stalled: {what} ({waited:.1f} s of dead air)")
-        self.kind = kind
-        self.waited = waited
-        self.verdict = Verdict(
-            kind=kind,
-            category=Category.STALLED,
-            terminal=False,
-            counts=True,
-            public_message=PUBLIC_MESSAGES[Category.STALLED],
-            detail=str(self),
-        )
 
 
 @dataclass(eq=False)
@@ -94,7 +71,6 @@ class _Reply:
 
     handle: SpeechHandle
     created_at: float
-    retry: bool
     timer: asyncio.TimerHandle | None = None
     heard: bool = False
     llm_output: bool = False
@@ -219,15 +195,14 @@ class Watchdog:
 
     def _on_speech_created(self, ev: Any) -> None:
         handle = ev.speech_handle
-        ours = self._acting is not None and asyncio.current_task() is self._acting
         if ev.source == "say":
-            if ours:
-                self._own.add(handle)
+            if self._acting is not None and asyncio.current_task() is self._acting:
+                self._own.add(handle)  # the notice
             return
         if self._decided():
             return
         loop = asyncio.get_running_loop()
-        reply = _Reply(handle=handle, created_at=loop.time(), retry=ours)
+        reply = _Reply(handle=handle, created_at=loop.time())
         self._replies[handle] = reply
         handle.add_done_callback(self._guarded(self._on_done))
         self._arm(reply, self._timeout)
@@ -277,6 +252,11 @@ class Watchdog:
             self._stt_heard()
 
     def _on_user_state(self, ev: Any) -> None:
+        session = self._session_ref()
+        if session is None or stt_of(session) is None:
+            # No STT owes anything (a realtime model hears the caller itself, and its
+            # transcription may be off on purpose).
+            return
         if ev.new_state == "speaking":
             self._cancel_stt_timer()
             self._stt_alive = False
@@ -375,7 +355,7 @@ class Watchdog:
         session = self._session_ref()
         if session is None or reply.failed:
             return
-        if isinstance(_model(session), llm.RealtimeModel):
+        if isinstance(model_of(session), llm.RealtimeModel):
             kind, what = Kind.REALTIME, "no audio from the model"
         elif reply.llm_output:
             kind, what = Kind.TTS, "text but no audio"
@@ -397,7 +377,7 @@ class Watchdog:
         )
         # Realtime failures reported as final close at once (the model gave up); a stall
         # is not the model giving up, so it counts toward the realtime tolerance instead.
-        self._report(_error_model(session, kind, error), recoverable=kind is Kind.REALTIME)
+        self._report(error_model(session, kind, error), recoverable=kind is Kind.REALTIME)
         if self._decided() or (self._acting is not None and not self._acting.done()):
             return
         if retry:
@@ -408,7 +388,7 @@ class Watchdog:
         session = self._session_ref()
         if session is None:
             return
-        notice = self._notice(session, verdict)
+        notice = stall_notice(session, self._policy, verdict)
         if notice is None:
             # Cancel the stuck generation (and the LLM's own retries inside it).
             with contextlib.suppress(RuntimeError):
@@ -419,22 +399,6 @@ class Watchdog:
         if retry and not self._decided() and kind is not Kind.STT:
             with contextlib.suppress(RuntimeError):
                 session.generate_reply()
-
-    def _notice(self, session: AgentSession[Any], verdict: Verdict) -> Farewell | None:
-        """The stall notice as it will be played: a recording when TTS cannot speak it."""
-        message = self._policy.stall_message
-        if message is None:
-            return None
-        if isinstance(message, Farewell):
-            if message.audio is not None:
-                return message
-            message = message.text
-        engine = _seams.speaking_tts(session)
-        if engine is not None and (cached := presynthesized(engine, message)) is not None:
-            return Farewell(text=message, audio=cached)
-        if tts_cannot_speak(session, verdict):
-            return Farewell.STALL
-        return Farewell(text=message)
 
     def _prepare(self) -> None:
         """Decode (or synthesise) the notice ahead, so a stall never waits for it."""
@@ -452,36 +416,3 @@ class Watchdog:
         ):
             text = message if isinstance(message, str) else message.text
             self._spawn(presynthesize(engine, [text], limit=30.0))
-
-
-def _error_model(session: AgentSession[Any], kind: Kind, error: StallError) -> Any:
-    """livekit's own error model for ``kind``, as a provider failure would carry it."""
-    now = time.time()
-    if kind is Kind.STT:
-        return stt.STTError(
-            timestamp=now, label=_label(session.stt), error=error, recoverable=False
-        )
-    if kind is Kind.TTS:
-        engine = _seams.speaking_tts(session)
-        return tts.TTSError(timestamp=now, label=_label(engine), error=error, recoverable=False)
-    if kind is Kind.REALTIME:
-        return llm.RealtimeModelError(
-            timestamp=now, label=_label(_model(session)), error=error, recoverable=False
-        )
-    return llm.LLMError(
-        timestamp=now, label=_label(_model(session)), error=error, recoverable=False
-    )
-
-
-def _model(session: AgentSession[Any]) -> object:
-    """The LLM or realtime model answering for the current agent."""
-    with contextlib.suppress(Exception):
-        agent_llm = session.current_agent.llm
-        if isinstance(agent_llm, llm.LLM | llm.RealtimeModel):
-            return agent_llm
-    return session.llm
-
-
-def _label(model: object) -> str:
-    label = getattr(model, "label", None)
-    return label if isinstance(label, str) else "unknown"

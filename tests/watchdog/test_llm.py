@@ -7,9 +7,8 @@ import asyncio
 import pytest
 from livekit.agents import CloseReason, llm
 
-from agent_guard import Category, Kind, Reason
+from agent_guard import Category, Kind, Reason, StallError
 from agent_guard._policy import DEFAULT_STALL_MESSAGE
-from agent_guard._watchdog import StallError
 from agent_guard.testing import ClientCancelled, GatewaySimulator, Hang, Reply
 from agent_guard.testing._simulator import LLMResponse
 from tests.conftest import chat_texts, spoken

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from livekit.agents import CloseReason, tts
 
-from agent_guard import Category, Kind
+from agent_guard import Category, Kind, StallError
 from agent_guard._policy import DEFAULT_STALL_MESSAGE
-from agent_guard._watchdog import StallError
 from agent_guard.testing import GatewaySimulator, Hang, Reply, SilentSpeech, Speech
 from agent_guard.testing._simulator import TTSResponse
 from tests.conftest import chat_texts, spoken
