@@ -93,10 +93,11 @@ FAULTS: tuple[Fault, ...] = (
 
 @dataclass
 class Turn:
-    dead_air: float
-    """Seconds from the caller's turn to the first agent audio (or to the turn's end)."""
-    heard: bool
-    requests: int
+    dead_air: float | None
+    """Seconds from the caller's turn to the first agent audio; None if none came."""
+    llm: int
+    tts: int
+    """Requests the turn set off (retries, the notice and the farewell included)."""
 
 
 @dataclass
@@ -165,14 +166,19 @@ async def one_run(fault: Fault, contender: str) -> Outcome:
             for i in range(TURNS):
                 if closed.is_set():
                     break
-                before = len(sim.requests)
+                llm_before = len(sim.requests_for("llm"))
+                tts_before = len(sim.requests_for("tts"))
                 at = time.monotonic()
                 session.generate_reply(user_input=f"Hello? (turn {i + 1})")
                 end = await _quiet(session, closed, at)
-                first = next((f.at for f in out.frames if f.at > at), None)
-                heard = first is not None and first <= end
-                dead = (first - at) if first is not None and heard else end - at
-                outcome.turns.append(Turn(dead, heard, len(sim.requests) - before))
+                first = next((f.at for f in out.frames if at < f.at <= end), None)
+                outcome.turns.append(
+                    Turn(
+                        None if first is None else first - at,
+                        len(sim.requests_for("llm")) - llm_before,
+                        len(sim.requests_for("tts")) - tts_before,
+                    )
+                )
                 if closed.is_set():
                     outcome.closed_after = i + 1
             if close:
@@ -201,7 +207,11 @@ async def run_all(repeat: int, progress: Callable[[Outcome], None]) -> list[Outc
 
 
 def _median(values: Sequence[float]) -> str:
-    return f"{statistics.median(values):.1f} s" if values else "—"
+    return f"{statistics.median(values):.1f} s" if values else "never"
+
+
+def _heard(turns: Sequence[Turn]) -> list[float]:
+    return [t.dead_air for t in turns if t.dead_air is not None]
 
 
 def _fault_turns(o: Outcome, fault: Fault) -> list[Turn]:
@@ -215,21 +225,18 @@ def summarise(outcomes: list[Outcome], fault: Fault) -> list[tuple[str, ...]]:
     def row(label: str, cell: Callable[[list[Outcome]], str]) -> None:
         rows.append((label, *(cell(by[c]) for c in CONTENDERS)))
 
+    def turns(os: list[Outcome]) -> list[Turn]:
+        return [t for o in os for t in _fault_turns(o, fault)]
+
     row("runs", lambda os: str(len(os)))
-    row(
-        "dead air per fault turn (median)",
-        lambda os: _median([t.dead_air for o in os for t in _fault_turns(o, fault)]),
-    )
+    row("dead air per fault turn (median)", lambda os: _median(_heard(turns(os))))
     row(
         "dead air per fault turn (max)",
-        lambda os: f"{max(t.dead_air for o in os for t in _fault_turns(o, fault)):.1f} s",
+        lambda os: f"{max(h):.1f} s" if (h := _heard(turns(os))) else "never",
     )
     row(
-        "fault turns with no audio at all",
-        lambda os: (
-            f"{sum(not t.heard for o in os for t in _fault_turns(o, fault))}"
-            f"/{sum(len(_fault_turns(o, fault)) for o in os)}"
-        ),
+        "fault turns with nothing heard",
+        lambda os: f"{sum(t.dead_air is None for t in turns(os))}/{len(turns(os))}",
     )
     row(
         "turns until close",
@@ -238,8 +245,11 @@ def summarise(outcomes: list[Outcome], fault: Fault) -> list[tuple[str, ...]]:
         ),
     )
     row(
-        "provider requests per turn (median)",
-        lambda os: f"{statistics.median(t.requests for o in os for t in o.turns):g}",
+        "LLM / TTS requests per run (median)",
+        lambda os: (
+            f"{statistics.median(sum(t.llm for t in o.turns) for o in os):g} / "
+            f"{statistics.median(sum(t.tts for t in o.turns) for o in os):g}"
+        ),
     )
     row("close reason", lambda os: ", ".join(sorted({o.close_reason or "—" for o in os})))
     row("stalled verdicts (median)", lambda os: f"{statistics.median(o.stalled for o in os):g}")
@@ -264,8 +274,10 @@ def report(outcomes: list[Outcome], *, repeat: int, elapsed: float) -> str:
         f"the agent has been idle for {QUIET:g} s, and speaks again, {TURNS} turns at most.",
         "",
         "*dead air* is the time from the caller's turn to the first agent audio frame that",
-        "reached the output, or to the end of the turn when nothing was heard. *provider",
-        "requests* counts LLM + TTS requests the turn set off (retries included).",
+        "reached the output (the reply, or the guard's stall notice); *never* when nothing",
+        "was heard before the turn was over. Requests count everything the run sent to the",
+        "provider: retries, the guard's retry, the farewell's synthesis (the stall notice is",
+        "a recording).",
         "",
         "## Headline: dead air per fault turn (median)",
         "",
