@@ -215,13 +215,13 @@ class Guard:
             label=getattr(err, "label", None),
             recoverable=recoverable,
         )
+        if self._watchdog is not None:  # watchdog: this turn's failure was reported
+            self._watchdog.failure_reported(verdict)
         ticket = self._decider.ticket(kind)
         self._hooks.run(verdict, lambda v: self._conclude(v, err, ticket), self._spawn)
 
     def _conclude(self, verdict: Verdict, error: Any, ticket: int) -> None:
         self._verdicts.append(verdict)
-        if self._watchdog is not None:  # watchdog: a stall of this turn must not count twice
-            self._watchdog.failure_counted(verdict)
         if self._close_event is not None:
             return
         decision = self._decider.decide(verdict, ticket)

@@ -155,12 +155,13 @@ class Watchdog:
         session = self._session_ref()
         return session is not None and session.current_speech in self._own
 
-    def failure_counted(self, verdict: Verdict) -> None:
-        """A provider reported a failure that counts: the error path owns this turn.
+    def failure_reported(self, verdict: Verdict) -> None:
+        """livekit reported a failure (classified, before the hooks): the error path owns it.
 
         The watchdog is for failures that raise nothing, or too late. A turn whose
-        failure livekit reported (after its own retries) is counted once, as that
-        failure, and not retried again.
+        failure livekit reported after its own retries is counted once, as that failure
+        (whatever the hooks make of it), and not retried again. Called as the error
+        arrives, so it is known before the reply it ended is done.
         """
         if verdict.category is Category.STALLED or not verdict.counts:
             return
