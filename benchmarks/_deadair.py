@@ -106,6 +106,8 @@ class Outcome:
     contender: str
     turns: list[Turn] = field(default_factory=list)
     closed_after: int | None = None
+    closed_in: float | None = None
+    """Seconds from the first turn to the close."""
     close_reason: str | None = None
     stalled: int = 0
 
@@ -156,12 +158,14 @@ async def one_run(fault: Fault, contender: str) -> Outcome:
 
         def on_close(ev: CloseEvent) -> None:
             close.append(ev)
+            outcome.closed_in = time.monotonic() - started
             closed.set()
 
         session.on("close", on_close)
         out = CaptureAudioOutput(realtime=True)
         session.output.audio = out
         await session.start(Agent(instructions="Be brief."))
+        started = time.monotonic()
         try:
             for i in range(TURNS):
                 if closed.is_set():
@@ -188,6 +192,7 @@ async def one_run(fault: Fault, contender: str) -> Outcome:
                 outcome.stalled = sum(v.category is Category.STALLED for v in g.verdicts)
             if not closed.is_set():
                 await session.aclose()
+                outcome.closed_in = None  # the harness closed it, not a failure
     return outcome
 
 
@@ -218,6 +223,17 @@ def _fault_turns(o: Outcome, fault: Fault) -> list[Turn]:
     return o.turns[:1] if fault.once else o.turns
 
 
+def _closed_after(os: list[Outcome]) -> str:
+    """Median turns and seconds to the session's own close, or "never"."""
+    closed = [o for o in os if o.closed_after is not None and o.closed_in is not None]
+    if not closed:
+        return "never"
+    turns = statistics.median(o.closed_after or 0 for o in closed)
+    seconds = statistics.median(o.closed_in or 0.0 for o in closed)
+    some = "" if len(closed) == len(os) else f" ({len(closed)}/{len(os)} runs)"
+    return f"turn {turns:g}, {seconds:.0f} s{some}"
+
+
 def summarise(outcomes: list[Outcome], fault: Fault) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = [("", *CONTENDERS)]
     by = {c: [o for o in outcomes if o.fault == fault.key and o.contender == c] for c in CONTENDERS}
@@ -243,6 +259,10 @@ def summarise(outcomes: list[Outcome], fault: Fault) -> list[tuple[str, ...]]:
         lambda os: ", ".join(
             str(o.closed_after) if o.closed_after else f"never ({len(o.turns)})" for o in os
         ),
+    )
+    row(
+        "first turn → close (median)",
+        lambda os: _median([o.closed_in for o in os if o.closed_in is not None]),
     )
     row(
         "LLM / TTS requests per run (median)",
@@ -279,15 +299,26 @@ def report(outcomes: list[Outcome], *, repeat: int, elapsed: float) -> str:
         "provider: retries, the guard's retry, the farewell's synthesis (the stall notice is",
         "a recording).",
         "",
-        "## Headline: dead air per fault turn (median)",
+        "## Headline: dead air per fault turn, and the session's own close (medians)",
         "",
     ]
-    headline: list[tuple[str, ...]] = [("fault", *CONTENDERS, "turns until close")]
+    headline: list[tuple[str, ...]] = [
+        (
+            "fault",
+            "stock: dead air",
+            "guarded: dead air",
+            "stock: closed after",
+            "guarded: closed after",
+        )
+    ]
     for f in FAULTS:
-        rows = summarise(outcomes, f)
-        dead = next(r for r in rows if r[0].startswith("dead air per fault turn (median)"))
-        close = next(r for r in rows if r[0] == "turns until close")
-        headline.append((f.title, *dead[1:], " / ".join(close[1:])))
+        rows = {r[0]: r[1:] for r in summarise(outcomes, f)[1:]}
+        dead = rows["dead air per fault turn (median)"]
+        closes = [
+            _closed_after([o for o in outcomes if o.fault == f.key and o.contender == c])
+            for c in CONTENDERS
+        ]
+        headline.append((f.title, *dead, *closes))
     parts += [table(headline), ""]
     for f in FAULTS:
         parts += [f"## {f.title}", "", f.description, "", table(summarise(outcomes, f)), ""]
