@@ -29,6 +29,12 @@ speech has ended with output (its ``LLMMetrics``, which carry the speech id), el
 and the STT gave no sign of life (no transcript, no ``STTMetrics``) within
 ``stall_timeout`` of the end of speech.
 
+A reply that livekit is still retrying after reported failures (a rate limit, say)
+stalls the same way, since the caller hears nothing meanwhile; the stall then stands for
+that failed turn (its final error never comes: the generation is cancelled) and the turn
+is not retried once more, so the kind's tolerance counts turns as it would without the
+watchdog.
+
 A stall enters the data path like any failure (:meth:`Guard._observe`, with livekit's
 own error model wrapping a :class:`StallError`), then the watchdog cancels the stuck
 generation, plays the stall notice and, per policy, retries the turn once; not again
@@ -77,6 +83,8 @@ class _Reply:
     """The LLM stream of this speech ended with output (text or a tool call)."""
     failed: bool = False
     """A provider reported a countable failure while this reply was owed."""
+    retrying: Category | None = None
+    """livekit is retrying this reply after a reported failure of this category."""
 
 
 class Watchdog:
@@ -166,7 +174,12 @@ class Watchdog:
         if verdict.category is Category.STALLED or not verdict.counts:
             return
         if verdict.recoverable and verdict.kind is not Kind.REALTIME:
-            return  # an intermediate retry attempt: the decider does not count it either
+            # An intermediate attempt: livekit retries. If the caller waits too long
+            # meanwhile, the stall stands for this failed turn (counted once, as its
+            # final error would have been) and is not retried once more.
+            for reply in self._replies.values():
+                reply.retrying = verdict.category
+            return
         if verdict.kind is Kind.STT:
             self._stt_failed = True
             return
@@ -363,8 +376,12 @@ class Watchdog:
         else:
             kind, what = Kind.LLM, "no first token"
         waited = asyncio.get_running_loop().time() - reply.created_at
-        error = StallError(kind, ended or what, waited=waited)
-        self._enter(kind, error, retry=self._policy.stall_retry and not self._retry_spent)
+        what = ended or what
+        if reply.retrying is not None:
+            what = f"{what}, livekit retrying after {reply.retrying.value}"
+        error = StallError(kind, what, waited=waited)
+        retry = self._policy.stall_retry and not self._retry_spent and reply.retrying is None
+        self._enter(kind, error, retry=retry)
 
     def _enter(self, kind: Kind, error: StallError, *, retry: bool) -> None:
         session = self._session_ref()

@@ -9,7 +9,7 @@ from livekit.agents import CloseReason, llm
 
 from agent_guard import Category, Kind, Reason, StallError
 from agent_guard._policy import DEFAULT_STALL_MESSAGE
-from agent_guard.testing import ClientCancelled, GatewaySimulator, Hang, Reply
+from agent_guard.testing import ClientCancelled, GatewaySimulator, Hang, RateLimited, Reply
 from agent_guard.testing._simulator import LLMResponse
 from tests.conftest import chat_texts, spoken
 from tests.watchdog.helpers import (
@@ -108,3 +108,26 @@ class TestPersistentStall:
         assert len(sim.requests_for("llm")) == 4
         assert g.farewell is not None and g.farewell.completed
         assert "Goodbye." in spoken(sim)
+
+
+class TestRetriedFailures:
+    """Failures livekit reports and retries: the caller hears the notice, the turn counts once."""
+
+    async def test_rate_limit_storm_counts_turns_not_stalls(self, sim: GatewaySimulator) -> None:
+        """3 rate-limited turns: 3 notices, 3 counted failures, no close (as without it)."""
+        sim.llm.default = RateLimited()
+        session, g, out = await guarded_session(sim)
+
+        for turn in range(3):
+            at = say_turn(session, f"turn {turn}")
+            await wait_until(heard_since(out, at))
+            assert (waited := heard_after(out, at)) is not None and waited < BOUND
+            await wait_until(lambda: session.current_speech is None, within=5)
+
+        counted = [v for v in g.verdicts if v.counts and not v.recoverable]
+        assert [v.category for v in counted] == [Category.STALLED] * 3
+        assert all("retrying after rate_limited" in v.detail for v in counted)
+        # livekit's first attempt and its 0.1 s retry per turn; the 2 s retry is cut off.
+        assert len(sim.requests_for("llm")) == 6
+        assert g.decision is None
+        await session.aclose()

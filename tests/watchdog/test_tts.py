@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 from livekit.agents import CloseReason, tts
 
 from agent_guard import Category, Kind, StallError
 from agent_guard._policy import DEFAULT_STALL_MESSAGE
 from agent_guard.testing import GatewaySimulator, Hang, Reply, SilentSpeech, Speech
-from agent_guard.testing._simulator import TTSResponse
 from tests.conftest import chat_texts, spoken
 from tests.watchdog.helpers import (
     BOUND,
@@ -20,19 +18,10 @@ from tests.watchdog.helpers import (
 )
 
 
-@pytest.mark.parametrize(
-    "faults",
-    # livekit retries a silent answer after 0.1 s, then after 2 s: two keep the caller
-    # waiting past the stall timeout. A hang is never retried before the watchdog acts.
-    [(Hang(after_headers=True),), (SilentSpeech(), SilentSpeech())],
-    ids=["tts-hangs-after-headers", "tts-200-no-audio"],
-)
-async def test_tts_stall_plays_the_recording_then_retries(
-    sim: GatewaySimulator, faults: tuple[TTSResponse, ...]
-) -> None:
+async def test_tts_hang_plays_the_recording_then_retries(sim: GatewaySimulator) -> None:
     """Text but no audio: a ``tts`` stall; the notice is recorded, since TTS is what stalled."""
     sim.llm.default = Reply("Here is your answer.")
-    sim.tts.script(*faults)
+    sim.tts.script(Hang(after_headers=True))
     sim.tts.default = Speech()
     session, g, out = await guarded_session(sim)
 
@@ -40,12 +29,35 @@ async def test_tts_stall_plays_the_recording_then_retries(
     await wait_until(lambda: "Here is your answer." in chat_texts(session))
 
     assert (waited := heard_after(out, at)) is not None and waited < BOUND
-    counted = [(v.kind, v.category) for v in g.verdicts if v.counts and not v.recoverable]
-    assert counted == [(Kind.TTS, Category.STALLED)]
+    assert [(v.kind, v.category) for v in g.verdicts] == [(Kind.TTS, Category.STALLED)]
     # The notice was not synthesised: TTS was only asked for the reply, twice.
     assert DEFAULT_STALL_MESSAGE not in spoken(sim)
     assert len(sim.requests_for("llm")) == 2
     assert g.decision is None
+    await session.aclose()
+
+
+async def test_silent_tts_is_cut_short_and_counted_once(sim: GatewaySimulator) -> None:
+    """200s with no audio, which livekit retries (0.1 s, then 2 s): the notice, no retry.
+
+    livekit reports each silent answer (recoverable "no audio frames were pushed"), so the
+    turn is a failure livekit is retrying: the stall stands for it, counted once, and
+    the guard does not retry it once more.
+    """
+    sim.llm.default = Reply("Here is your answer.")
+    sim.tts.default = SilentSpeech()
+    session, g, out = await guarded_session(sim)
+
+    at = say_turn(session, "hi")
+    await wait_until(heard_since(out, at))
+    await wait_until(lambda: session.current_speech is None, within=5)
+
+    assert (waited := heard_after(out, at)) is not None and waited < BOUND
+    counted = [(v.kind, v.category) for v in g.verdicts if v.counts and not v.recoverable]
+    assert counted == [(Kind.TTS, Category.STALLED)]
+    assert "retrying after unknown" in g.verdicts[-1].detail
+    assert len(sim.requests_for("llm")) == 1
+    assert len(sim.requests_for("tts")) == 2  # the first answer and livekit's 0.1 s retry
     await session.aclose()
 
 
