@@ -216,7 +216,7 @@ class Guard:
             recoverable=recoverable,
         )
         if self._watchdog is not None:  # watchdog: this turn's failure was reported
-            self._watchdog.failure_reported(verdict)
+            verdict = self._watchdog.failure_reported(verdict)
         ticket = self._decider.ticket(kind)
         self._hooks.run(verdict, lambda v: self._conclude(v, err, ticket), self._spawn)
 

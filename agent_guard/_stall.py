@@ -30,13 +30,16 @@ class StallError(Exception):
     ``STTError``, ``RealtimeModelError``) that a stall's Verdict and ``CloseEvent`` carry,
     and it carries its own :attr:`verdict` (category ``stalled``).
 
+    ``counts=False`` when the stall stands for a turn livekit was retrying after a failure
+    that does not count (a client cancellation): the caller still hears the notice.
+
     Attributes:
         kind: The stage that stalled.
         waited: Seconds the caller had waited in silence when the stall was reported.
         verdict: The stall's Verdict.
     """
 
-    def __init__(self, kind: Kind, what: str, *, waited: float) -> None:
+    def __init__(self, kind: Kind, what: str, *, waited: float, counts: bool = True) -> None:
         super().__init__(f"{kind.value} stalled: {what} ({waited:.1f} s of dead air)")
         self.kind = kind
         self.waited = waited
@@ -44,7 +47,7 @@ class StallError(Exception):
             kind=kind,
             category=Category.STALLED,
             terminal=False,
-            counts=True,
+            counts=counts,
             public_message=PUBLIC_MESSAGES[Category.STALLED],
             detail=str(self),
         )

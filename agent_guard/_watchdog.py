@@ -83,8 +83,8 @@ class _Reply:
     """The LLM stream of this speech ended with output (text or a tool call)."""
     failed: bool = False
     """A provider reported a countable failure while this reply was owed."""
-    retrying: Category | None = None
-    """livekit is retrying this reply after a reported failure of this category."""
+    retrying: Verdict | None = None
+    """livekit is retrying this reply after this reported (intermediate) failure."""
 
 
 class Watchdog:
@@ -123,6 +123,9 @@ class Watchdog:
         # A retry was made and nothing has been heard since: the provider stalls again
         # right after a retry, so another retry would only cost another stall_timeout.
         self._retry_spent = False
+        # The kind of the last stall, until a new reply is created: its turn's late final
+        # error is the same failure.
+        self._stalled: Kind | None = None
         self._prepared = False
         # STT: the user's current utterance, and whether the STT has shown signs of life.
         self._stt_alive = True
@@ -163,28 +166,39 @@ class Watchdog:
         session = self._session_ref()
         return session is not None and session.current_speech in self._own
 
-    def failure_reported(self, verdict: Verdict) -> None:
+    def failure_reported(self, verdict: Verdict) -> Verdict:
         """livekit reported a failure (classified, before the hooks): the error path owns it.
 
-        The watchdog is for failures that raise nothing, or too late. A turn whose
-        failure livekit reported after its own retries is counted once, as that failure
-        (whatever the hooks make of it), and not retried again. Called as the error
-        arrives, so it is known before the reply it ended is done.
+        The watchdog is for failures that raise nothing, or too late. A turn whose final
+        failure livekit reported is the error path's, counted (or not) as that failure,
+        whatever the hooks make of it, and not retried again. Called as the error arrives,
+        so it is known before the reply it ended is done.
+
+        Returns:
+            The verdict to go on with: the final error of a turn that has already stalled
+            (livekit reported it before the cancellation took effect) no longer counts,
+            since the stall stood for that turn.
         """
-        if verdict.category is Category.STALLED or not verdict.counts:
-            return
-        if verdict.recoverable and verdict.kind is not Kind.REALTIME:
+        if verdict.category is Category.STALLED:
+            return verdict
+        final = not verdict.recoverable or verdict.kind is Kind.REALTIME
+        if not final:
             # An intermediate attempt: livekit retries. If the caller waits too long
-            # meanwhile, the stall stands for this failed turn (counted once, as its
-            # final error would have been) and is not retried once more.
+            # meanwhile, the stall stands for this failed turn: it counts as its final
+            # error would have, and the turn is not retried once more.
             for reply in self._replies.values():
-                reply.retrying = verdict.category
-            return
+                reply.retrying = verdict
+            return verdict
+        if verdict.kind is self._stalled and verdict.counts:
+            return verdict.replace(
+                counts=False, detail=f"{verdict.detail} (already counted: the turn stalled)"
+            )
         if verdict.kind is Kind.STT:
             self._stt_failed = True
-            return
-        for reply in self._replies.values():
-            reply.failed = True
+        else:
+            for reply in self._replies.values():
+                reply.failed = True
+        return verdict
 
     def stop(self) -> None:
         """The session closed: no more timers."""
@@ -215,6 +229,7 @@ class Watchdog:
             return
         if self._decided():
             return
+        self._stalled = None  # a new reply: late errors from now on are its own
         loop = asyncio.get_running_loop()
         reply = _Reply(handle=handle, created_at=loop.time())
         self._replies[handle] = reply
@@ -377,10 +392,12 @@ class Watchdog:
             kind, what = Kind.LLM, "no first token"
         waited = asyncio.get_running_loop().time() - reply.created_at
         what = ended or what
-        if reply.retrying is not None:
-            what = f"{what}, livekit retrying after {reply.retrying.value}"
-        error = StallError(kind, what, waited=waited)
-        retry = self._policy.stall_retry and not self._retry_spent and reply.retrying is None
+        counts = True
+        if (retrying := reply.retrying) is not None:
+            what = f"{what}, livekit retrying after {retrying.category.value}"
+            counts = retrying.counts
+        error = StallError(kind, what, waited=waited, counts=counts)
+        retry = self._policy.stall_retry and not self._retry_spent and retrying is None
         self._enter(kind, error, retry=retry)
 
     def _enter(self, kind: Kind, error: StallError, *, retry: bool) -> None:
@@ -388,6 +405,7 @@ class Watchdog:
         if session is None:
             return
         self.stalls += 1
+        self._stalled = kind
         log.warning(
             "agent_guard.stalled",
             kind=kind.value,

@@ -9,7 +9,14 @@ from livekit.agents import CloseReason, llm
 
 from agent_guard import Category, Kind, Reason, StallError
 from agent_guard._policy import DEFAULT_STALL_MESSAGE
-from agent_guard.testing import ClientCancelled, GatewaySimulator, Hang, RateLimited, Reply
+from agent_guard.testing import (
+    ClientCancelled,
+    GatewaySimulator,
+    Hang,
+    RateLimited,
+    Reply,
+    StreamError,
+)
 from agent_guard.testing._simulator import LLMResponse
 from tests.conftest import chat_texts, spoken
 from tests.watchdog.helpers import (
@@ -129,5 +136,27 @@ class TestRetriedFailures:
         assert all("retrying after rate_limited" in v.detail for v in counted)
         # livekit's first attempt and its 0.1 s retry per turn; the 2 s retry is cut off.
         assert len(sim.requests_for("llm")) == 6
+        assert g.decision is None
+        await session.aclose()
+
+    async def test_mid_stream_499_storm_is_heard_but_never_counts(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """Cancellations never count; the caller still hears the notice instead of silence."""
+        sim.llm.default = StreamError(
+            after_chunks=0, body={"message": "Client closed request", "code": 499}
+        )
+        session, g, out = await guarded_session(sim)
+
+        for turn in range(2):
+            at = say_turn(session, f"turn {turn}")
+            await wait_until(heard_since(out, at))
+            assert (waited := heard_after(out, at)) is not None and waited < BOUND
+            await wait_until(lambda: session.current_speech is None, within=5)
+
+        stalls = [v for v in g.verdicts if v.category is Category.STALLED]
+        assert len(stalls) == 2
+        assert not any(v.counts for v in g.verdicts)
+        assert len(sim.requests_for("llm")) == 4  # no retry of the guard's own
         assert g.decision is None
         await session.aclose()
