@@ -7,9 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from livekit import rtc
 from livekit.agents import Agent, AgentSession
 
-from agent_guard import Guard, GuardPolicy, guard
+from agent_guard import Farewell, Guard, GuardPolicy, guard
 from agent_guard.testing import CaptureAudioOutput, GatewaySimulator
 from tests.conftest import make_session
 
@@ -17,6 +18,10 @@ from tests.conftest import make_session
 STALL = 0.8
 #: The contract: within stall_timeout + 0.5 s of the turn, the caller hears something.
 BOUND = STALL + 0.5
+#: A 0.2 s recorded notice, for tests that stall again and again (the packaged one is 1.5 s).
+SHORT_NOTICE = Farewell(
+    "One moment.", audio=(rtc.AudioFrame(b"\x01\x00" * 480, 24000, 1, 480),) * 10
+)
 
 
 async def guarded_session(

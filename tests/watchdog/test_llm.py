@@ -21,6 +21,7 @@ from agent_guard.testing._simulator import LLMResponse
 from tests.conftest import chat_texts, spoken
 from tests.watchdog.helpers import (
     BOUND,
+    SHORT_NOTICE,
     guarded_session,
     heard_after,
     heard_since,
@@ -90,7 +91,9 @@ class TestPersistentStall:
     async def test_third_stalled_turn_closes_with_error(self, sim: GatewaySimulator) -> None:
         """Turn 1: stall, retry stalls; turn 2: stall (no retry); turn 3: farewell, close."""
         sim.llm.default = Hang(after_headers=True)
-        session, g, out = await guarded_session(sim, error_message="Goodbye.")
+        session, g, out = await guarded_session(
+            sim, error_message="Goodbye.", stall_message=SHORT_NOTICE
+        )
 
         for turn in range(1, 4):
             at = say_turn(session, f"hello {turn}")
@@ -123,7 +126,7 @@ class TestRetriedFailures:
     async def test_rate_limit_storm_counts_turns_not_stalls(self, sim: GatewaySimulator) -> None:
         """3 rate-limited turns: 3 notices, 3 counted failures, no close (as without it)."""
         sim.llm.default = RateLimited()
-        session, g, out = await guarded_session(sim)
+        session, g, out = await guarded_session(sim, stall_message=SHORT_NOTICE)
 
         for turn in range(3):
             at = say_turn(session, f"turn {turn}")

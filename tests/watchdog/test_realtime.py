@@ -11,7 +11,15 @@ from livekit.plugins.openai import realtime
 from agent_guard import Category, GuardPolicy, Kind, Reason, StallError, guard
 from agent_guard.testing import CaptureAudioOutput, GatewaySimulator, RealtimeHang, RealtimeReply
 from tests.conftest import SECRET_KEY
-from tests.watchdog.helpers import BOUND, STALL, heard_after, heard_since, say_turn, wait_until
+from tests.watchdog.helpers import (
+    BOUND,
+    SHORT_NOTICE,
+    STALL,
+    heard_after,
+    heard_since,
+    say_turn,
+    wait_until,
+)
 
 
 async def realtime_session(
@@ -61,7 +69,7 @@ async def test_silent_model_notice_then_retry(sim: GatewaySimulator) -> None:
 async def test_silent_model_closes_on_the_third_turn(sim: GatewaySimulator) -> None:
     """A realtime model that never speaks: the tolerance, not the first stall, closes."""
     sim.realtime.default = RealtimeHang()
-    session, g, out = await realtime_session(sim, farewell_timeout=1.0)
+    session, g, out = await realtime_session(sim, farewell_timeout=1.0, stall_message=SHORT_NOTICE)
 
     for turn in range(3):
         at = say_turn(session, f"turn {turn}")

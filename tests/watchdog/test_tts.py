@@ -10,6 +10,7 @@ from agent_guard.testing import GatewaySimulator, Hang, Reply, SilentSpeech, Spe
 from tests.conftest import chat_texts, spoken
 from tests.watchdog.helpers import (
     BOUND,
+    SHORT_NOTICE,
     guarded_session,
     heard_after,
     heard_since,
@@ -67,7 +68,7 @@ async def test_tts_that_never_speaks_closes_with_a_recorded_farewell(
     """TTS hangs on every request: the 3rd stalled turn closes; the farewell is recorded."""
     sim.llm.default = Reply("Here is your answer.")
     sim.tts.default = Hang(after_headers=True)
-    session, g, out = await guarded_session(sim, farewell_timeout=1.0)
+    session, g, out = await guarded_session(sim, farewell_timeout=1.0, stall_message=SHORT_NOTICE)
 
     for turn in range(3):
         at = say_turn(session, f"turn {turn}")
