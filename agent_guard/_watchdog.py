@@ -82,7 +82,7 @@ class _Reply:
     llm_output: bool = False
     """The LLM stream of this speech ended with output (text or a tool call)."""
     failed: bool = False
-    """A provider reported a countable failure while this reply was owed."""
+    """livekit reported a final failure while this reply was owed."""
     retrying: Verdict | None = None
     """livekit is retrying this reply after this reported (intermediate) failure."""
 
@@ -132,8 +132,6 @@ class Watchdog:
         self._stt_failed = False
         self._stt_timer: asyncio.TimerHandle | None = None
         self._speech_ended_at = 0.0
-        self.stalls = 0
-        """Stalls reported so far (for tests and benchmarks)."""
         session.on("speech_created", self._guarded(self._on_speech_created))
         session.on("agent_state_changed", self._guarded(self._on_agent_state))
         session.on("tool_execution_updated", self._guarded(self._on_tool))
@@ -209,6 +207,7 @@ class Watchdog:
         self._tools.clear()
         self._cancel_stt_timer()
         self._retry_spent = False
+        self._stalled = None
 
     # -- livekit listeners (synchronous, must never raise) --------------------------------
 
@@ -252,6 +251,7 @@ class Watchdog:
             self._disarm(reply)
         # Something the caller asked for was heard: the provider is answering again.
         self._retry_spent = False
+        self._stalled = None
 
     def _on_tool(self, ev: Any) -> None:
         update = ev.update
@@ -404,7 +404,6 @@ class Watchdog:
         session = self._session_ref()
         if session is None:
             return
-        self.stalls += 1
         self._stalled = kind
         log.warning(
             "agent_guard.stalled",
