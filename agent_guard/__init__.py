@@ -23,6 +23,7 @@ from agent_guard._install import install, uninstall
 from agent_guard._playback import FarewellResult
 from agent_guard._policy import Farewell, GuardPolicy, Tolerance
 from agent_guard._signal import FrontendSignal
+from agent_guard._stall import StallError
 from agent_guard._verdict import Category, Kind, Verdict
 
 try:
@@ -42,6 +43,7 @@ __all__ = [
     "Kind",
     "PolicyError",
     "Reason",
+    "StallError",
     "Tolerance",
     "Verdict",
     "__version__",

@@ -32,6 +32,7 @@ __all__ = [
     "DECODED_MAX_BYTES",
     "PRESYNTH_MAX_BYTES",
     "check_file",
+    "decode_file",
     "load_audio",
     "preload",
     "presynthesize",
@@ -141,6 +142,18 @@ async def _file_frames(path: Path) -> AsyncIterator[rtc.AudioFrame]:
         raise ValueError(f"farewell audio file holds no audio: {path}")
     if kept is not None and key is not None:
         _store(key, tuple(kept))
+
+
+def decode_file(path: Path) -> tuple[rtc.AudioFrame, ...]:
+    """All of ``path``'s audio as 20 ms frames, decoded here and now (blocking)."""
+    decoder = _Decoder(path)
+    frames: list[rtc.AudioFrame] = []
+    try:
+        while chunk := decoder.next_chunk():
+            frames.extend(chunk)
+    finally:
+        decoder._close()
+    return tuple(frames)
 
 
 def _store(key: tuple[str, int, int], frames: tuple[rtc.AudioFrame, ...]) -> None:

@@ -30,6 +30,7 @@ from agent_guard._playback import FarewellResult
 from agent_guard._policy import GuardPolicy
 from agent_guard._teardown import teardown
 from agent_guard._verdict import Kind, Verdict
+from agent_guard._watchdog import Watchdog
 
 __all__ = ["Guard", "guard", "guarded"]
 
@@ -123,6 +124,19 @@ class Guard:
         session.on("agent_state_changed", self._on_agent_state)
         session.on("user_input_transcribed", self._on_transcript)
         session.on("speech_created", self._on_speech_created)
+        # watchdog: dead air (failures that raise nothing, or too late) enters through
+        # _observe like any failure; None when policy.stall_timeout is None.
+        self._watchdog = (
+            Watchdog(
+                session,
+                policy,
+                report=self._observe,
+                decider=self._decider,
+                spawn=self._spawn,
+            )
+            if policy.stall_timeout is not None
+            else None
+        )
 
     # -- public, read-only ---------------------------------------------------------
 
@@ -219,6 +233,8 @@ class Guard:
             recoverable=recoverable,
             retry_horizon=self._policy.retry_horizon,
         )
+        if self._watchdog is not None:  # watchdog: this turn's failure was reported
+            verdict = self._watchdog.failure_reported(verdict)
         ticket = self._decider.ticket(kind)
         self._hooks.run(verdict, lambda v: self._conclude(v, err, ticket, recoverable), self._spawn)
 
@@ -317,7 +333,10 @@ class Guard:
             self._start_teardown(session, *self._deferred)
         # Success for llm/tts/realtime = the agent actually started speaking (livekit
         # resets its own llm/tts counters at the same point).
-        if getattr(ev, "new_state", None) == "speaking":
+        if getattr(ev, "new_state", None) == "speaking" and not (
+            # watchdog: the stall notice playing is not the provider answering
+            self._watchdog is not None and self._watchdog.speaking_own()
+        ):
             for kind in (Kind.LLM, Kind.TTS, Kind.REALTIME):
                 self._decider.succeeded(kind)
 
@@ -357,6 +376,8 @@ class Guard:
     def _on_close(self, ev: CloseEvent) -> None:
         self._close_event = ev
         self._closed.set()
+        if self._watchdog is not None:  # watchdog: no timers outlive the session
+            self._watchdog.stop()
         for task in self._preparing:
             task.cancel()
 

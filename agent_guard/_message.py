@@ -16,7 +16,7 @@ from typing import Any
 
 from agent_guard._log import log
 from agent_guard._policy import DEFAULT_ERROR_MESSAGE, Farewell, GuardPolicy, MessageFactory
-from agent_guard._verdict import Verdict
+from agent_guard._verdict import Category, Verdict
 
 __all__ = ["resolve", "static_texts"]
 
@@ -41,7 +41,8 @@ async def resolve(
         return Farewell._of_policy(msg, policy.farewell_audio)
     if callable(msg):
         return await _from_factory(msg, verdict, policy, budget)
-    if not (verdict.terminal or final):
+    if not (verdict.terminal or final or verdict.category is Category.STALLED):
+        # A caller told "one moment" and then left in silence is owed a goodbye.
         return None
     if policy.speak_hint and verdict.hint:
         # Opt-in only: the hint is gateway text (sanitised, bounded) meant for developers.

@@ -92,7 +92,10 @@ def choose(session: AgentSession[Any], farewell: Farewell, verdict: Verdict) -> 
 
 
 def _candidates(
-    session: AgentSession[Any], farewell: Farewell, verdict: Verdict
+    session: AgentSession[Any],
+    farewell: Farewell,
+    verdict: Verdict,
+    last_resort: Farewell = Farewell.DEFAULT,
 ) -> Iterator[_Candidate]:
     """What to try, in order: the policy's recording, the farewell pre-synthesised in the
     agent's voice, TTS now (unless TTS cannot speak), and last the packaged recording
@@ -103,14 +106,14 @@ def _candidates(
         yield _Candidate(Farewell._of_policy(farewell.text, None), "text")
         return
     mute = tts_cannot_speak(session, verdict)
-    if farewell.audio is not None and farewell is not Farewell.DEFAULT:
+    if farewell.audio is not None and farewell is not last_resort:
         yield _Candidate(farewell, "recording")
     engine = _seams.speaking_tts(session)
     if engine is not None and (cached := presynthesized(engine, farewell.text)) is not None:
         yield _Candidate(Farewell._of_policy(farewell.text, cached), "presynthesized")
     if not mute:
         yield _Candidate(Farewell._of_policy(farewell.text, None), "tts")
-    yield _Candidate(Farewell.DEFAULT, "default")
+    yield _Candidate(last_resort, "default")
 
 
 async def play(
@@ -120,10 +123,12 @@ async def play(
     *,
     deadline: float,
     tts_failed: asyncio.Event | None = None,
+    last_resort: Farewell = Farewell.DEFAULT,
 ) -> FarewellResult:
     """Play ``farewell`` now, giving up at ``deadline`` (a ``loop.time()``).
 
-    Candidates are tried in order (see :func:`_candidates`) until one plays. A failed
+    Candidates are tried in order (see :func:`_candidates`) until one plays, ending with
+    ``last_resort``, a packaged recording that needs nothing but the audio output. A failed
     TTS ``say`` resolves its handle as if all went well, so TTS failures during the
     farewell are read from ``tts_failed`` (set by the guard on each TTS error).
 
@@ -148,7 +153,7 @@ async def play(
                 # Only TTS failures of the farewell itself matter from here on, not late
                 # ones from the reply that was just interrupted.
                 tts_failed.clear()
-            for candidate in _candidates(session, farewell, verdict):
+            for candidate in _candidates(session, farewell, verdict, last_resort):
                 tried += 1
                 text, audio = candidate.farewell.text, candidate.farewell.audio
                 if audio is None:
@@ -192,7 +197,7 @@ async def play(
             _let_go(handle, session.output.audio)
     if played is None and handle is not None and timed_out:
         # Cut by the deadline while playing: what was playing is what the caller heard.
-        played = _last_tried(session, farewell, verdict, tried)
+        played = _last_tried(session, farewell, verdict, last_resort, tried)
     return FarewellResult(
         started_at=started,
         finished_at=loop.time(),
@@ -205,9 +210,14 @@ async def play(
 
 
 def _last_tried(
-    session: AgentSession[Any], farewell: Farewell, verdict: Verdict, tried: int
+    session: AgentSession[Any],
+    farewell: Farewell,
+    verdict: Verdict,
+    last_resort: Farewell,
+    tried: int,
 ) -> _Candidate | None:
-    for n, candidate in enumerate(_candidates(session, farewell, verdict), start=1):
+    candidates = _candidates(session, farewell, verdict, last_resort)
+    for n, candidate in enumerate(candidates, start=1):
         if n == tried:
             return candidate
     return None

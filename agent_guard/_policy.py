@@ -32,7 +32,10 @@ from agent_guard.instrumentation import log_verdict
 __all__ = [
     "DEFAULT_ERROR_MESSAGE",
     "DEFAULT_FAREWELL_AUDIO",
+    "DEFAULT_STALL_AUDIO",
+    "DEFAULT_STALL_MESSAGE",
     "MAX_FAREWELL_TIMEOUT",
+    "MAX_STALL_TIMEOUT",
     "Farewell",
     "FarewellAudio",
     "GuardPolicy",
@@ -42,6 +45,9 @@ __all__ = [
 
 #: The close never waits longer than this for a farewell, whatever the policy says.
 MAX_FAREWELL_TIMEOUT = 30.0
+
+#: The watchdog never lets a caller wait longer than this in silence.
+MAX_STALL_TIMEOUT = 60.0
 
 FarewellAudio: TypeAlias = (
     str
@@ -70,6 +76,14 @@ DEFAULT_ERROR_MESSAGE = "Sorry, I can't continue right now. Please try again lat
 #: silence 1 0.02 0.5% reverse pad 0.05 0.25 norm -3``.
 DEFAULT_FAREWELL_AUDIO = Path(__file__).parent / "assets" / "farewell.wav"
 
+#: What the caller hears when a reply stalls (``GuardPolicy.stall_message``).
+DEFAULT_STALL_MESSAGE = "Sorry, one moment."
+
+#: A recording of DEFAULT_STALL_MESSAGE (16 kHz mono WAV, 1.5 s), made with the
+#: farewell's recipe: ``espeak-ng -v en-us -s 180 -w raw.wav "Sorry, one moment."`` then
+#: the same ``sox`` line, to ``one_moment.wav``.
+DEFAULT_STALL_AUDIO = Path(__file__).parent / "assets" / "one_moment.wav"
+
 
 @dataclass(frozen=True, slots=True)
 class Farewell:
@@ -86,6 +100,8 @@ class Farewell:
     DEFAULT: ClassVar[Farewell]
     """The packaged farewell: a generic apology and its recording (played when TTS
     cannot speak and nothing else was configured)."""
+    STALL: ClassVar[Farewell]
+    """The packaged stall notice: "Sorry, one moment." and its recording."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or not self.text.strip():
@@ -195,6 +211,23 @@ class GuardPolicy:
         signal: The :class:`FrontendSignal` published on the agent's participant before
             it leaves (and, with ``on_tolerated``, on tolerated failures); ``None``
             publishes nothing.
+        stall_timeout: Seconds of dead air the watchdog allows: when the agent owes a
+            reply (a user turn was committed, or ``generate_reply`` was called) and no
+            agent audio reaches the output within this time, or the reply ends with
+            no audio at all, the stuck generation is cancelled and a ``stalled``
+            Verdict is counted toward the stalled kind's tolerance (``llm``: no first
+            token; ``tts``: text but no audio; ``realtime``: no audio from the model;
+            ``stt``: the user spoke and no transcript came). ``None`` turns the
+            watchdog off. At most :data:`MAX_STALL_TIMEOUT`.
+        stall_message: What the caller hears on a stall the session survives, so
+            they are never left in silence: a str (synthesised ahead if
+            ``presynthesize``, else by TTS, or the packaged recording when TTS is what
+            stalled), a :class:`Farewell` (text and recording), or ``None`` for
+            silence. The default is a short "Sorry, one moment." and its recording,
+            which needs no TTS.
+        stall_retry: Retry the stalled turn once (``generate_reply`` from the same
+            conversation), so a one-off stall costs the caller a few seconds, not the
+            turn. A stall right after a retry that stalled gets no further retry.
     """
 
     error_message: NotGivenOr[str | MessageFactory | None] = NOT_GIVEN
@@ -209,6 +242,9 @@ class GuardPolicy:
     hooks: tuple[Hook, ...] = (log_verdict,)
     hook_timeout: float = 1.0
     signal: FrontendSignal | None = field(default_factory=FrontendSignal)
+    stall_timeout: float | None = 4.0
+    stall_message: str | Farewell | None = field(default_factory=lambda: Farewell.STALL)
+    stall_retry: bool = True
 
     def __post_init__(self) -> None:
         msg = self.error_message
@@ -220,7 +256,7 @@ class GuardPolicy:
         if isinstance(msg, str) and not msg.strip():
             raise PolicyError("error_message must not be blank: use None for a silent close")
         object.__setattr__(self, "messages", _normalise_messages(self.messages))
-        for flag in ("speak_hint", "presynthesize"):
+        for flag in ("speak_hint", "presynthesize", "stall_retry"):
             _check_bool(flag, getattr(self, flag))
         _check_seconds("farewell_timeout", self.farewell_timeout, upper=MAX_FAREWELL_TIMEOUT)
         _check_seconds("hook_timeout", self.hook_timeout, upper=MAX_FAREWELL_TIMEOUT)
@@ -231,6 +267,16 @@ class GuardPolicy:
         object.__setattr__(self, "hooks", _callables("hooks", self.hooks))
         if self.signal is not None and not isinstance(self.signal, FrontendSignal):
             raise PolicyError(f"signal must be a FrontendSignal or None, got {self.signal!r}")
+        if self.stall_timeout is not None:
+            _check_seconds("stall_timeout", self.stall_timeout, upper=MAX_STALL_TIMEOUT)
+        notice = self.stall_message
+        if isinstance(notice, str):
+            if not notice.strip():
+                raise PolicyError("stall_message must not be blank: use None for no notice")
+        elif notice is not None and not isinstance(notice, Farewell):
+            raise PolicyError(
+                f"stall_message must be a str, a Farewell or None, got {type(notice).__name__}"
+            )
 
 
 def _check_bool(name: str, value: object) -> None:
@@ -330,3 +376,4 @@ def _message_key(key: object) -> Category | Kind:
 
 
 Farewell.DEFAULT = Farewell(text=DEFAULT_ERROR_MESSAGE, audio=DEFAULT_FAREWELL_AUDIO)
+Farewell.STALL = Farewell(text=DEFAULT_STALL_MESSAGE, audio=DEFAULT_STALL_AUDIO)

@@ -50,6 +50,10 @@ class Category(StrEnum):
     SERVER_ERROR = "server_error"
     TIMEOUT = "timeout"
     CONNECTION = "connection"
+    STALLED = "stalled"
+    """The provider accepted the work, then went silent: no first token, no audio, no
+    transcript within ``GuardPolicy.stall_timeout`` (reported by the guard's watchdog,
+    not by livekit)."""
     UNKNOWN = "unknown"
 
 
@@ -76,6 +80,7 @@ PUBLIC_MESSAGES: Mapping[Category, str] = {
     Category.SERVER_ERROR: "The assistant ran into a problem.",
     Category.TIMEOUT: "The assistant is not responding.",
     Category.CONNECTION: "The assistant is not responding.",
+    Category.STALLED: "The assistant is not responding.",
     Category.UNKNOWN: "The assistant ran into a problem.",
 }
 

@@ -7,7 +7,9 @@ Three sections, all in this one process, each regenerating a Markdown file under
   of ``--repeat`` runs per (scenario, contender);
 * ``overhead.md``: classification + decision cost per error event, memory per session;
 * ``scale.md`` (+ ``loop_lag.png``): event-loop lag with N guarded sessions in an error
-  storm.
+  storm;
+* ``deadair.md``: failures that raise nothing, or too late (a hung LLM, an empty
+  completion, a swallowed 499, a silent TTS), stock vs the guard's watchdog.
 
 Options select sections and trade precision for time; see ``--help``.
 """
@@ -23,10 +25,10 @@ from collections.abc import Sequence
 
 import structlog
 
-from benchmarks import _overhead, _scale, _scenarios
+from benchmarks import _deadair, _overhead, _scale, _scenarios
 from benchmarks._report import environment, table, write
 
-SECTIONS = ("scenarios", "overhead", "scale")
+SECTIONS = ("scenarios", "overhead", "scale", "deadair")
 
 
 def _quiet_logs() -> None:
@@ -202,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-sessions", type=int, default=500, help="largest N of the scale section (default 500)"
     )
+    parser.add_argument(
+        "--deadair-repeat",
+        type=int,
+        default=3,
+        help="runs per (fault, contender) of the deadair section (default 3)",
+    )
     args = parser.parse_args(argv)
     if args.stock_repeat is None:
         args.stock_repeat = args.repeat
@@ -222,6 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         text = asyncio.run(_scale.run(max_sessions=args.max_sessions))
         print(text)
         print(f"\n(written to {write('scale.md', text)})\n")
+    if "deadair" in args.sections:
+        print("== deadair ==", file=sys.stderr)
+
+        def progress(o: _deadair.Outcome) -> None:
+            print(f"  {o.fault:14s} {o.contender:8s} {len(o.turns)} turns", file=sys.stderr)
+
+        text = asyncio.run(_deadair.run(repeat=args.deadair_repeat, progress=progress))
+        print(text)
+        print(f"\n(written to {write('deadair.md', text)})\n")
     print(f"total: {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 

@@ -26,7 +26,7 @@ from typing import Protocol
 import aiohttp
 from livekit.agents import APIConnectionError, APIStatusError, APITimeoutError
 
-from agent_guard import Kind, Verdict, classify
+from agent_guard import Kind, StallError, Verdict, classify
 from agent_guard.testing import (
     gateway_quota_body,
     openai_status_error,
@@ -185,6 +185,25 @@ def _core_cases() -> list[Case]:
         ("http", "exception_group_quota_429", 429, Kind.STT, None, _exception_group),
         ("http", "cancelled", None, llm, None, asyncio.CancelledError),
         ("http", "timeout", None, llm, None, APITimeoutError),
+        # A hung stream's read timeout: CancelledError at the bottom of the chain.
+        (
+            "http",
+            "read_timeout_of_a_hung_stream",
+            None,
+            llm,
+            None,
+            lambda: raised(
+                APITimeoutError(), cause=raised(TimeoutError(), cause=asyncio.CancelledError())
+            ),
+        ),
+        (
+            "watchdog",
+            "llm_no_first_token",
+            None,
+            llm,
+            None,
+            lambda: StallError(Kind.LLM, "no first token", waited=4.0),
+        ),
         (
             "http",
             "connection_refused",
@@ -236,7 +255,8 @@ def render() -> str:
         "`livekit-agent-guard`; `[anthropic]` rows need `livekit-agent-guard[anthropic]`",
         "(without it, those errors get the generic HTTP rules). A retry delay over the",
         'policy\'s `retry_horizon` (60 s) is terminal. "—" means no HTTP status reaches the',
-        "guard (a websocket close, a mid-stream error, a cancellation).",
+        "guard (a websocket close, a mid-stream error, a cancellation); `watchdog` rows are",
+        "the stalls the guard itself reports (`GuardPolicy.stall_timeout`).",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",

@@ -87,6 +87,13 @@ def chat_texts(session: AgentSession[Any]) -> list[str]:
     return [m.text_content or "" for m in session.history.items if isinstance(m, llm.ChatMessage)]
 
 
+def spoken(sim: GatewaySimulator, *, after: float = 0.0) -> str:
+    """What TTS was asked to say after ``after`` (livekit sends one request per sentence)."""
+    return " ".join(
+        str((r.json or {}).get("input")) for r in sim.requests_for("tts") if r.at > after
+    )
+
+
 def heard(g: Guard) -> str | None:
     """The words of the farewell the caller heard (``None``: nothing was played).
 

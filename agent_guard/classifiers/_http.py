@@ -180,15 +180,25 @@ def _cancel_code(facts: ErrorFacts) -> bool:
 
 
 def _cancelled(facts: ErrorFacts) -> bool:
-    return _cancel_code(facts) or any(
-        isinstance(error, asyncio.CancelledError) for error in facts.chain
-    )
+    if _cancel_code(facts):
+        return True
+    for error in facts.chain:
+        # A timeout is a timeout, whatever it cancelled inside: httpcore's read timeout
+        # (anyio's fail_after) works by cancelling the read, so a hung stream's timeout
+        # carries a CancelledError at the bottom of its chain.
+        if _is_timeout(error):
+            return False
+        if isinstance(error, asyncio.CancelledError):
+            return True
+    return False
+
+
+def _is_timeout(error: BaseException) -> bool:
+    return isinstance(error, TimeoutError) or _TIMEOUT_NAME in _names(error)
 
 
 def _timed_out(facts: ErrorFacts) -> bool:
-    return "timed out" in facts.message.lower() or any(
-        isinstance(error, TimeoutError) or _TIMEOUT_NAME in _names(error) for error in facts.chain
-    )
+    return "timed out" in facts.message.lower() or any(_is_timeout(e) for e in facts.chain)
 
 
 def _connection_failed(facts: ErrorFacts) -> bool:

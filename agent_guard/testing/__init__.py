@@ -30,6 +30,7 @@ from ._errors import (
     ws_handshake_error,
 )
 from ._exchange import RecordedRequest
+from ._realtime import RealtimeHang, RealtimeReply
 from ._responses import (
     ClientCancelled,
     Hang,
@@ -37,8 +38,10 @@ from ._responses import (
     QuotaExceeded,
     RateLimited,
     Reply,
+    SilentSpeech,
     Speech,
     StreamError,
+    ToolCall,
     Transcript,
     Unauthorized,
 )
@@ -57,14 +60,18 @@ __all__ = [
     "LLMResponse",
     "QuotaExceeded",
     "RateLimited",
+    "RealtimeHang",
+    "RealtimeReply",
     "RecordedRequest",
     "Reply",
     "ResponseScript",
     "STTResponse",
     "Segment",
+    "SilentSpeech",
     "Speech",
     "StreamError",
     "TTSResponse",
+    "ToolCall",
     "Transcript",
     "Unauthorized",
     "gateway_quota_body",

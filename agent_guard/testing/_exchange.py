@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 __all__ = ["Endpoint", "Exchange", "RecordedRequest", "multipart_form"]
 
-Endpoint = Literal["llm", "tts", "stt", "other"]
+Endpoint = Literal["llm", "tts", "stt", "realtime", "other"]
 
 
 @dataclass
@@ -26,8 +26,9 @@ class RecordedRequest:
     credential and has no business in test output.
 
     Attributes:
-        endpoint: ``"llm"`` (chat completions), ``"tts"`` (audio speech), ``"stt"``
-            (audio transcriptions) or ``"other"``.
+        endpoint: ``"llm"`` (chat completions), ``"tts"`` (audio speech), ``"stt"`` (audio
+            transcriptions), ``"realtime"``
+            (one ``response.create`` on the realtime websocket) or ``"other"``.
         path: The request path, e.g. ``"/v1/chat/completions"``.
         method: The HTTP method.
         at: ``time.monotonic()`` when the request arrived.

@@ -29,8 +29,10 @@ __all__ = [
     "RateLimited",
     "Reply",
     "ScriptedResponse",
+    "SilentSpeech",
     "Speech",
     "StreamError",
+    "ToolCall",
     "Transcript",
     "Unauthorized",
 ]
@@ -73,6 +75,9 @@ class Reply(ScriptedResponse):
     chunk, a usage chunk when ``stream_options.include_usage`` is set (livekit always sets
     it), then ``data: [DONE]``. Non-streaming requests get a plain ``chat.completion``.
 
+    ``Reply("")`` is an empty completion: a role chunk, ``finish_reason="stop"`` and no
+    content, which livekit ends as a turn with nothing to say and no error.
+
     Attributes:
         text: The assistant's answer.
         first_token_delay: Seconds between the 200 status line and the first chunk.
@@ -98,6 +103,43 @@ class Reply(ScriptedResponse):
             await stream.delta({"content": word})
         await stream.delta({}, finish_reason="stop")
         await stream.usage(completion_tokens=len(words))
+        await stream.event("[DONE]")
+        return await stream.close()
+
+
+@dataclass(frozen=True)
+class ToolCall(ScriptedResponse):
+    """A streamed completion that calls one function tool and says nothing (LLM only).
+
+    Streams like OpenAI: a role chunk whose ``tool_calls`` names the function, the
+    arguments as one delta, then ``finish_reason="tool_calls"``, usage and ``[DONE]``.
+    livekit runs the agent's tool of that name; a tool returning ``None`` needs no reply,
+    so the turn ends silent by design.
+
+    Attributes:
+        name: The function tool to call.
+        arguments: Its JSON arguments.
+        first_token_delay: Seconds between the 200 status line and the first chunk.
+    """
+
+    name: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    first_token_delay: float = 0.0
+
+    async def _answer(self, exchange: Exchange) -> web.StreamResponse:
+        stream = await _ChunkStream.open(exchange)
+        await asyncio.sleep(self.first_token_delay)
+        call = {
+            "index": 0,
+            "id": f"call_{exchange.record.request_id}",
+            "type": "function",
+            "function": {"name": self.name, "arguments": ""},
+        }
+        await stream.delta({"role": "assistant", "content": None, "tool_calls": [call]})
+        arguments = {"index": 0, "function": {"arguments": json.dumps(dict(self.arguments))}}
+        await stream.delta({"tool_calls": [arguments]})
+        await stream.delta({}, finish_reason="tool_calls")
+        await stream.usage(completion_tokens=1)
         await stream.event("[DONE]")
         return await stream.close()
 
@@ -404,13 +446,55 @@ class ClientCancelled(ScriptedResponse):
 
 @dataclass(frozen=True)
 class Hang(ScriptedResponse):
-    """Never answer: no status line, no body, until the client gives up or the simulator closes."""
+    """Never finish answering, until the client gives up or the simulator closes.
+
+    By default nothing at all is sent (a request that is never accepted). With
+    ``after_headers=True`` the 200 status line and headers go out first (an event stream
+    for chat completions, ``audio/mpeg`` for speech, JSON for transcriptions) and then not
+    a byte follows: the
+    request looks accepted, the openai SDK returns the stream, and only the client's read
+    timeout ends it, the way a provider that accepts a request and never sends a token
+    behaves.
+
+    Attributes:
+        after_headers: Send the 200 status line and headers before hanging.
+    """
+
+    after_headers: bool = False
 
     async def _answer(self, exchange: Exchange) -> web.StreamResponse:
+        if self.after_headers:
+            endpoint = exchange.record.endpoint
+            if endpoint == "tts" and exchange.body.get("stream_format") != "sse":
+                await exchange.open(web.StreamResponse(headers={"Content-Type": "audio/mpeg"}))
+            elif endpoint == "stt":
+                json_headers = {"Content-Type": "application/json"}
+                await exchange.open(web.StreamResponse(headers=json_headers))
+            else:
+                await exchange.open_event_stream()
         never: asyncio.Future[web.StreamResponse] = asyncio.get_running_loop().create_future()
         # Resolved by nobody: only cancellation ends the wait, either aiohttp's when the client
         # disconnects (handler_cancellation) or the simulator's own in aclose().
         return await never
+
+
+@dataclass(frozen=True)
+class SilentSpeech(ScriptedResponse):
+    """A 200 ``/v1/audio/speech`` answer that carries no audio at all (TTS only).
+
+    The stream is well formed (``speech.audio.done`` alone for SSE requests, an empty
+    ``audio/mpeg`` body otherwise), so nothing fails at the HTTP layer: the caller simply
+    hears nothing, which livekit reports only as "no audio frames were pushed".
+    """
+
+    async def _answer(self, exchange: Exchange) -> web.StreamResponse:
+        if exchange.body.get("stream_format") != "sse":
+            return await exchange.send(200, b"", content_type="audio/mpeg")
+        response = await exchange.open_event_stream()
+        usage = {"input_tokens": 1, "output_tokens": 0, "total_tokens": 1}
+        await _write_event(response, {"type": "speech.audio.done", "usage": usage})
+        await response.write_eof()
+        return response
 
 
 class _ChunkStream:

@@ -18,6 +18,7 @@ from typing import Any, Generic, Self, TypeAlias, TypeVar
 from aiohttp import web
 
 from ._exchange import Endpoint, Exchange, RecordedRequest, multipart_form
+from ._realtime import RealtimeHang, RealtimeReply, RealtimeResponse, serve_realtime
 from ._responses import (
     ClientCancelled,
     Hang,
@@ -25,8 +26,10 @@ from ._responses import (
     QuotaExceeded,
     Reply,
     ScriptedResponse,
+    SilentSpeech,
     Speech,
     StreamError,
+    ToolCall,
     Transcript,
     Unauthorized,
 )
@@ -34,28 +37,55 @@ from ._responses import (
 __all__ = ["GatewaySimulator", "LLMResponse", "ResponseScript", "STTResponse", "TTSResponse"]
 
 LLMResponse: TypeAlias = (
-    Reply | StreamError | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
+    Reply
+    | ToolCall
+    | StreamError
+    | QuotaExceeded
+    | Unauthorized
+    | HttpError
+    | ClientCancelled
+    | Hang
 )
-TTSResponse: TypeAlias = Speech | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
+TTSResponse: TypeAlias = (
+    Speech | SilentSpeech | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
+)
+_LLM_RESPONSES = (
+    Reply,
+    ToolCall,
+    StreamError,
+    QuotaExceeded,
+    Unauthorized,
+    HttpError,
+    ClientCancelled,
+    Hang,
+)
 STTResponse: TypeAlias = (
     Transcript | QuotaExceeded | Unauthorized | HttpError | ClientCancelled | Hang
 )
-_LLM_RESPONSES = (Reply, StreamError, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
-_TTS_RESPONSES = (Speech, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
 _STT_RESPONSES = (Transcript, QuotaExceeded, Unauthorized, HttpError, ClientCancelled, Hang)
+_TTS_RESPONSES = (
+    Speech,
+    SilentSpeech,
+    QuotaExceeded,
+    Unauthorized,
+    HttpError,
+    ClientCancelled,
+    Hang,
+)
 
 _ROUTES: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): "llm",
     ("POST", "/v1/audio/speech"): "tts",
     ("POST", "/v1/audio/transcriptions"): "stt",
 }
+_REALTIME_PATH = "/v1/realtime"
 # Answered so the plugins' connection prewarm (openai.LLM lists models) does not log a 404.
 _MODELS_PATH = "/v1/models"
 # Upper bound for aiohttp's graceful shutdown; aclose() cancels handlers first, so a
 # clean close never waits for it.
 _SHUTDOWN_TIMEOUT = 1.0
 
-R = TypeVar("R", bound=ScriptedResponse)
+R = TypeVar("R", bound=ScriptedResponse | RealtimeResponse)
 
 
 class ResponseScript(Generic[R]):
@@ -108,16 +138,18 @@ class GatewaySimulator:
             llm = openai.LLM(model="gpt-4o-mini", base_url=sim.base_url, api_key="sk-test")
 
     Serves ``POST /v1/chat/completions`` from ``llm``, ``POST /v1/audio/speech`` from
-    ``tts``, ``POST /v1/audio/transcriptions`` from ``stt`` and ``GET /v1/models``;
-    websockets (LiveKit Inference's streaming STT/TTS) are accepted and never answered;
-    anything else gets a 404. Every request is appended to ``requests`` before it is
-    answered.
+    ``tts``, ``POST /v1/audio/transcriptions`` from ``stt``, the realtime websocket
+    ``/v1/realtime`` from ``realtime`` and ``GET /v1/models``; other websockets (LiveKit
+    Inference's streaming STT/TTS) are accepted and never answered; anything else gets a
+    404. Every request is appended to ``requests`` before it is answered (for realtime:
+    every ``response.create``).
 
     Attributes:
         llm: The script for chat completions; ``Reply()`` by default.
         tts: The script for speech; ``Speech()`` by default.
         stt: The script for transcriptions (``livekit.plugins.openai.STT``);
             ``Transcript()`` by default.
+        realtime: The script for realtime responses; ``RealtimeReply()`` by default.
         requests: Every request received, in arrival order.
     """
 
@@ -125,6 +157,9 @@ class GatewaySimulator:
         self.llm: ResponseScript[LLMResponse] = ResponseScript("llm", Reply(), _LLM_RESPONSES)
         self.tts: ResponseScript[TTSResponse] = ResponseScript("tts", Speech(), _TTS_RESPONSES)
         self.stt: ResponseScript[STTResponse] = ResponseScript("stt", Transcript(), _STT_RESPONSES)
+        self.realtime: ResponseScript[RealtimeResponse] = ResponseScript(
+            "realtime", RealtimeReply(), (RealtimeReply, RealtimeHang)
+        )
         self.requests: list[RecordedRequest] = []
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -204,6 +239,12 @@ class GatewaySimulator:
         assert handler is not None
         self._handlers.add(handler)
         try:
+            if request.path == _REALTIME_PATH:
+                return await serve_realtime(
+                    request,
+                    next_response=self.realtime.next,
+                    on_response=lambda event: self._record_realtime(request, event, arrived),
+                )
             endpoint = _ROUTES.get((request.method, request.path), "other")
             raw = await request.read()
             form, files = multipart_form(request.headers.get("Content-Type", ""), raw)
@@ -218,9 +259,7 @@ class GatewaySimulator:
                 form=form,
                 files=files,
             )
-            self.requests.append(record)
-            async with self._arrivals:
-                self._arrivals.notify_all()
+            await self._arrived(record)
             exchange = Exchange(request, record)
             if endpoint == "llm":
                 return await self.llm.next()._answer(exchange)
@@ -235,6 +274,23 @@ class GatewaySimulator:
             return await exchange.send_json(404, _not_found(request))
         finally:
             self._handlers.discard(handler)
+
+    async def _arrived(self, record: RecordedRequest) -> None:
+        self.requests.append(record)
+        async with self._arrivals:
+            self._arrivals.notify_all()
+
+    def _record_realtime(self, request: web.Request, event: dict[str, Any], at: float) -> None:
+        record = RecordedRequest(
+            endpoint="realtime",
+            path=request.path,
+            method="WS",
+            at=time.monotonic(),
+            json=event,
+            request_id=f"req_sim_{len(self.requests) + 1}",
+            authorization_present="Authorization" in request.headers,
+        )
+        self.requests.append(record)
 
 
 _MODELS = {
