@@ -75,6 +75,7 @@ from agent_guard._classify import classify
 from agent_guard._log import log as _log
 from agent_guard._verdict import Category, Kind, Verdict
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS, Classifier
+from agent_guard.fleet import refused as _fleet_refused  # fleet:
 
 __all__ = [
     "DEFAULT_PROBE_BACKOFF",
@@ -277,14 +278,18 @@ class _Health:
         Raises:
             _SkippedError: The instance's last verdict is terminal.
         """
-        verdict = self._states[self._index(instance)].verdict
-        if verdict is not None and verdict.terminal:
+        state = self._states[self._index(instance)]
+        verdict = state.verdict
+        # fleet: a request the fleet breaker refused was never sent: ask again (its gate
+        # fleet: refuses at once, without a request, until the breaker closes)
+        if verdict is not None and verdict.terminal and not _fleet_refused(state.error):
             raise _SkippedError(f"{instance.label} not asked: it failed with {verdict.category}")
 
     def may_probe(self, instance: _Instance) -> bool:
         index = self._index(instance)
         state = self._states[index]
-        if state.verdict is not None and state.verdict.terminal:
+        refused = _fleet_refused(state.error)  # fleet: as in ensure_askable
+        if state.verdict is not None and state.verdict.terminal and not refused:  # fleet:
             allowed = False
         else:
             allowed = time.monotonic() >= state.probe_after

@@ -34,6 +34,7 @@ from agent_guard._log import log
 from agent_guard._policy import GuardPolicy
 from agent_guard._signal import participant_of
 from agent_guard._verdict import Kind, Verdict
+from agent_guard import fleet  # fleet:
 
 __all__ = ["Decision", "Guard", "Reason", "guard", "guarded"]
 
@@ -134,6 +135,7 @@ class Guard:
         session.on("user_input_transcribed", self._on_transcript)
         session.on("speech_created", self._on_speech_created)
         self._prepared = False
+        fleet.attach(session, policy)  # fleet: no request to an exhausted account from here on
 
     # -- public, read-only ---------------------------------------------------------
 
@@ -347,6 +349,7 @@ class Guard:
             self._succeeded(Kind.STT)
 
     def _on_speech_created(self, ev: Any) -> None:
+        fleet.attach(self.session, self._policy)  # fleet: an Agent's own models, before use
         # After the decision, only the farewell may speak. A reply started now (the
         # caller talking over the farewell, a tool, a timer) would run a new generation
         # against the provider that just failed, with all its retries.

@@ -25,6 +25,8 @@ from agent_guard._hooks import Hook, log_verdict
 from agent_guard._signal import FrontendSignal
 from agent_guard._verdict import Category, Kind, Verdict
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS
+from agent_guard.fleet._breaker import MAX_COOLDOWN
+from agent_guard.fleet._registry import FleetSpec, check_spec
 
 __all__ = [
     "MAX_FAREWELL_TIMEOUT",
@@ -136,6 +138,15 @@ class GuardPolicy:
         classifiers: The classifier chain, tried in order before the generic
             HTTP rules (which always run last).
         tolerances: Per-kind :class:`Tolerance`; kinds left out keep the default.
+        fleet: Where a provider account's breaker is shared (see
+            :mod:`agent_guard.fleet`): ``"memory"`` (default) among the guarded sessions
+            of this process; a ``"redis://host:port/db"`` URL or a ``redis.asyncio``
+            client across processes and machines (install ``agent-guard[redis]`` and
+            set ``AGENT_GUARD_FLEET_KEY`` to one secret on every worker); a
+            :class:`~agent_guard.fleet.FleetBreaker`; ``None`` turns it off. While an
+            account is exhausted (quota, payment, auth), no request is sent to it.
+        fleet_cooldown: Seconds an opened breaker waits before one probe, when the
+            provider gave no Retry-After or reset time. Bounded by 24 h.
     """
 
     error_message: NotGivenOr[str | MessageFactory | None] = NOT_GIVEN
@@ -148,6 +159,8 @@ class GuardPolicy:
     tolerances: Mapping[Kind | str, Tolerance] = field(default_factory=_default_tolerances)
     hooks: tuple[Hook, ...] = (log_verdict,)
     signal: FrontendSignal | None = field(default_factory=FrontendSignal)
+    fleet: FleetSpec = "memory"
+    fleet_cooldown: float = 60.0
 
     def __post_init__(self) -> None:
         msg = self.error_message
@@ -177,6 +190,8 @@ class GuardPolicy:
         object.__setattr__(self, "hooks", hooks)
         if self.signal is not None and not isinstance(self.signal, FrontendSignal):
             raise PolicyError(f"signal must be a FrontendSignal or None, got {self.signal!r}")
+        check_spec(self.fleet)
+        _check_seconds("fleet_cooldown", self.fleet_cooldown, upper=MAX_COOLDOWN)
 
 
 def _check_seconds(name: str, value: object, *, upper: float | None) -> None:
