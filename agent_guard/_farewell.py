@@ -19,6 +19,7 @@ from livekit.agents.voice import SpeechHandle
 from agent_guard._log import log
 from agent_guard._policy import Farewell, FarewellAudio, GuardPolicy, MessageFactory
 from agent_guard._verdict import Kind, Verdict
+from agent_guard.fleet import _gate as fleet  # fleet:
 
 __all__ = [
     "DEFAULT_ERROR_MESSAGE",
@@ -113,6 +114,8 @@ def tts_cannot_speak(session: AgentSession[Any], verdict: Verdict) -> bool:
     fixed text through a dead connection).
     """
     if verdict.kind is Kind.TTS:
+        return True
+    if fleet.is_refusal(verdict):  # fleet: a caller refused at once must not wait for TTS
         return True
     if verdict.quota is not None and verdict.quota.quota_type == "tts":
         return True

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from agent_guard.fleet._account import ACCOUNT_CATEGORIES, FLEET_KEY_ENV, Account, account
 from agent_guard.fleet._breaker import FleetBreaker, OpenState
-from agent_guard.fleet._gate import FleetOpenError, attach, refused
+from agent_guard.fleet._gate import REFUSED, FleetOpenError, attach, is_refusal, refused
 from agent_guard.fleet._models import account_of
 from agent_guard.fleet._redis import RedisStore
 from agent_guard.fleet._registry import breaker_for
@@ -30,6 +30,7 @@ from agent_guard.fleet._worker import blocked_accounts, depends_on, fleet_load, 
 __all__ = [
     "ACCOUNT_CATEGORIES",
     "FLEET_KEY_ENV",
+    "REFUSED",
     "Account",
     "FleetBreaker",
     "FleetOpenError",
@@ -42,6 +43,7 @@ __all__ = [
     "breaker_for",
     "depends_on",
     "fleet_load",
+    "is_refusal",
     "refused",
     "request_fnc",
 ]

@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from agent_guard._log import log
-from agent_guard._verdict import Category, Verdict
+from agent_guard._verdict import Category, Kind, Verdict
 from agent_guard.fleet._account import ACCOUNT_CATEGORIES, Account
 
 __all__ = [
@@ -55,6 +55,9 @@ class OpenState:
     token: str
     """Names this opening: a close for an older opening does not close a newer one."""
     provider: str = ""
+    scope: str = ""
+    """``""``: the whole account; a kind (``"llm"``, ``"tts"``, ...): only that product,
+    when the provider said which quota ran out (the LiveKit gateway's ``quota_type``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,7 @@ class OpenState:
             "until": self.until,
             "token": self.token,
             "provider": self.provider,
+            "scope": self.scope,
         }
 
     @classmethod
@@ -71,6 +75,7 @@ class OpenState:
             until=float(data["until"]),
             token=str(data["token"]),
             provider=str(data.get("provider", "")),
+            scope=str(data.get("scope", "")),
         )
 
 
@@ -97,6 +102,16 @@ class Store(Protocol):
     @property
     def connected(self) -> bool:
         """Whether the store is reachable now (else the breaker decides in-process)."""
+
+
+def _scope(verdict: Verdict) -> str:
+    quota_type = verdict.quota.quota_type if verdict.quota is not None else None
+    return quota_type if quota_type in {k.value for k in Kind} else ""
+
+
+def _keys(account: Account, kind: str) -> tuple[str, ...]:
+    """The state keys that can refuse a ``kind`` request: the account's, its kind's."""
+    return (account.id, f"{account.id}:{kind}") if kind else (account.id,)
 
 
 def cooldown_for(verdict: Verdict, default: float) -> float:
@@ -146,17 +161,18 @@ class FleetBreaker:
             with self._lock:
                 self._accounts.setdefault(account.id, account)
 
-    def is_open(self, account: Account) -> bool:
-        """Whether requests to ``account`` are refused now (open or half-open)."""
-        return account.id in self._states
-
-    def check(self, account: Account) -> OpenState | None:
-        """May a request go to ``account`` now? ``None``: yes; else the open state.
+    def check(self, account: Account, kind: str = "") -> OpenState | None:
+        """May a ``kind`` request go to ``account`` now? ``None``: yes; else the open state.
 
         In half-open, the first caller that finds a probe lease held by this process
         gets ``None``: its request is the probe.
         """
-        key = account.id
+        for key in _keys(account, kind):
+            if key in self._states and (refused := self._check(key)) is not None:
+                return refused
+        return None
+
+    def _check(self, key: str) -> OpenState | None:
         state = self._states.get(key)
         if state is None:
             return None
@@ -189,10 +205,13 @@ class FleetBreaker:
             Whether the breaker opened.
         """
         if not verdict.terminal or verdict.category not in ACCOUNT_CATEGORIES:
-            if account.id in self._probing and not verdict.recoverable:
-                self._probe_inconclusive(account.id)
+            if not verdict.recoverable:
+                for key in _keys(account, verdict.kind.value):
+                    if key in self._probing:
+                        self._probe_inconclusive(key)
             return False
-        key = account.id
+        scope = _scope(verdict)
+        key = f"{account.id}:{scope}" if scope else account.id
         until = time.time() + cooldown_for(verdict, cooldown)
         with self._lock:
             current = self._states.get(key)
@@ -204,6 +223,7 @@ class FleetBreaker:
                 until=until,
                 token=secrets.token_hex(8),
                 provider=account.provider,
+                scope=scope,
             )
             self._states[key] = state
             self._accounts.setdefault(key, account)
@@ -219,11 +239,13 @@ class FleetBreaker:
             self._store.opened(key, state)
         return True
 
-    def served(self, account: Account) -> None:
-        """A request to ``account`` succeeded: if it was the probe, close everywhere."""
-        key = account.id
-        if key not in self._states:
-            return
+    def served(self, account: Account, kind: str = "") -> None:
+        """A ``kind`` request to ``account`` succeeded: if it was the probe, close everywhere."""
+        for key in _keys(account, kind):
+            if key in self._states:
+                self._served(key, account)
+
+    def _served(self, key: str, account: Account) -> None:
         with self._lock:
             if self._probing.pop(key, None) is None:
                 return  # a request started before the opening finished late: not a probe

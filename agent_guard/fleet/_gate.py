@@ -31,7 +31,7 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 from agent_guard._classify import classify
 from agent_guard._facts import Classifier
 from agent_guard._log import log
-from agent_guard._verdict import PUBLIC_MESSAGES, Kind, Verdict
+from agent_guard._verdict import PUBLIC_MESSAGES, Kind, QuotaInfo, Verdict
 from agent_guard.fleet._account import Account
 from agent_guard.fleet._breaker import FleetBreaker, OpenState
 from agent_guard.fleet._models import account_of, kind_of_model, leaves, session_models
@@ -40,7 +40,10 @@ from agent_guard.fleet._registry import breaker_for
 if TYPE_CHECKING:
     from agent_guard._policy import GuardPolicy
 
-__all__ = ["FleetOpenError", "attach", "gate", "refused"]
+__all__ = ["REFUSED", "FleetOpenError", "attach", "gate", "is_refusal", "refused"]
+
+#: ``Verdict.quota.category`` of a refusal: the request was never sent.
+REFUSED = "agent_guard.fleet_breaker_open"
 
 
 class FleetOpenError(APIError):
@@ -65,6 +68,7 @@ class FleetOpenError(APIError):
             counts=True,
             provider=account.provider,
             public_message=PUBLIC_MESSAGES[state.category],
+            quota=QuotaInfo(quota_type=state.scope or None, category=REFUSED),
             detail=str(self),
         )
 
@@ -79,6 +83,11 @@ def refused(error: BaseException | None) -> bool:
         current = current.__cause__ or current.__context__
         seen += 1
     return False
+
+
+def is_refusal(verdict: Verdict) -> bool:
+    """Whether ``verdict`` is a fleet refusal (see :class:`FleetOpenError`)."""
+    return verdict.quota is not None and verdict.quota.category == REFUSED
 
 
 class _Gate:
@@ -101,7 +110,7 @@ class _Gate:
         self.label = str(getattr(model, "label", "") or "")
 
     def refusal(self) -> FleetOpenError | None:
-        state = self.breaker.check(self.account)
+        state = self.breaker.check(self.account, self.kind.value)
         if state is None:
             return None
         return FleetOpenError(self.account, state, self.kind)
@@ -129,7 +138,7 @@ class _Gate:
         # livekit emits metrics only for an attempt that produced output without error
         # (LLMStream/ChunkedStream._metrics_monitor_task): the request was served.
         try:
-            self.breaker.served(self.account)
+            self.breaker.served(self.account, self.kind.value)
         except Exception as e:
             log.error("agent_guard.fleet_failed", error_type=type(e).__name__)
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisStore", "redacted_url"]
 
 _LINGER = 3600.0
-_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
 # Compare-and-delete: only the opening (or lease) named by ARGV[1] is removed.
 _CLOSE = """
 local v = redis.call('GET', KEYS[1])
@@ -199,7 +199,7 @@ class RedisStore:
             last_ping = time.monotonic()
             while not self._stop.is_set():
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-                if message is not None:
+                if message is not None and message.get("type") == "message":
                     self._apply(message.get("data"))
                 if time.monotonic() - last_ping > 2.0:
                     # A silent channel hides a dead server: ask it, so the outage is
@@ -219,7 +219,8 @@ class RedisStore:
             raw = await client.get(name)
             state = _state(raw)
             if state is not None:
-                key = (name.decode() if isinstance(name, bytes) else str(name)).rsplit(":", 1)[-1]
+                text = name.decode() if isinstance(name, bytes) else str(name)
+                key = text.removeprefix(f"{self._prefix}:open:")
                 remote[key] = state
                 breaker.remote_opened(key, state)
         now = time.time()

@@ -22,10 +22,9 @@ _BREAKERS: dict[object, FleetBreaker] = {}
 
 # The connection settings copied from a user's client: its connections belong to the
 # user's event loop, and the store runs on its own.
-_CLIENT_SETTINGS = (
-    "host", "port", "db", "username", "password", "path", "ssl", "ssl_ca_certs",
-    "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
-)  # fmt: skip
+_CLIENT_SETTINGS = frozenset(
+    "host port db username password path ssl ssl_ca_certs ssl_certfile ssl_keyfile".split()
+)
 
 
 def check_spec(spec: object) -> None:
@@ -92,3 +91,14 @@ def _client_settings(client: object) -> dict[str, Any] | None:
     if not isinstance(kwargs, dict):
         return None
     return {k: v for k, v in kwargs.items() if k in _CLIENT_SETTINGS and v is not None}
+
+
+def reset() -> None:
+    """Forget every breaker of this process, stopping their stores (tests only)."""
+    with _LOCK:
+        breakers = list(_BREAKERS.values())
+        _BREAKERS.clear()
+    for breaker in breakers:
+        stop = getattr(breaker._store, "stop", None)
+        if callable(stop):
+            stop()

@@ -46,9 +46,10 @@ def blocked_accounts() -> list[tuple[str, str]]:
     for breaker in active_breakers():
         states = breaker.states
         for acct in breaker.accounts:
-            state = states.get(acct.id)
-            if state is not None and state.until > now:
-                out.append((acct.provider, acct.id))
+            for key, state in states.items():
+                if key.split(":", 1)[0] == acct.id and state.until > now:
+                    out.append((acct.provider, acct.id))
+                    break
     return out
 
 
