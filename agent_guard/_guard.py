@@ -15,7 +15,10 @@ from typing import Any
 
 from livekit.agents import AgentSession, CloseEvent, ErrorEvent
 
-from agent_guard import _seams
+from agent_guard import (
+    _seams,
+    fleet,  # fleet:
+)
 from agent_guard._classify import classify
 from agent_guard._errors import GuardError
 from agent_guard._facts import kind_of
@@ -34,7 +37,6 @@ from agent_guard._log import log
 from agent_guard._policy import GuardPolicy
 from agent_guard._signal import participant_of
 from agent_guard._verdict import Kind, Verdict
-from agent_guard import fleet  # fleet:
 
 __all__ = ["Decision", "Guard", "Reason", "guard", "guarded"]
 

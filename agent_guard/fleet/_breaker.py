@@ -117,7 +117,7 @@ def _keys(account: Account, kind: str) -> tuple[str, ...]:
 def cooldown_for(verdict: Verdict, default: float) -> float:
     """The cool-down an opening gets: the provider's Retry-After / reset, else ``default``."""
     retry_after = verdict.quota.retry_after if verdict.quota is not None else None
-    if retry_after is not None and 0 < retry_after:
+    if retry_after is not None and retry_after > 0:
         return min(float(retry_after), MAX_COOLDOWN)
     return default
 

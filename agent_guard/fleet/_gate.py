@@ -235,9 +235,7 @@ def _tts_synthesize(g: _Gate, model: Any) -> Callable[..., tts.ChunkedStream]:
         if refusal is None:
             chunked: tts.ChunkedStream = original(text, conn_options=conn_options)
             return chunked
-        return _RefusedChunkedStream(
-            refusal, tts=model, input_text=text, conn_options=conn_options
-        )
+        return _RefusedChunkedStream(refusal, tts=model, input_text=text, conn_options=conn_options)
 
     return synthesize
 

@@ -23,7 +23,18 @@ _BREAKERS: dict[object, FleetBreaker] = {}
 # The connection settings copied from a user's client: its connections belong to the
 # user's event loop, and the store runs on its own.
 _CLIENT_SETTINGS = frozenset(
-    "host port db username password path ssl ssl_ca_certs ssl_certfile ssl_keyfile".split()
+    [
+        "host",
+        "port",
+        "db",
+        "username",
+        "password",
+        "path",
+        "ssl",
+        "ssl_ca_certs",
+        "ssl_certfile",
+        "ssl_keyfile",
+    ]
 )
 
 

@@ -95,8 +95,8 @@ def billed(sim: GatewaySimulator, since: int = 0) -> list[str]:
     return [r.endpoint for r in sim.requests[since:] if r.endpoint == "llm"]
 
 
-async def until(check: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def until(check: Any, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
     while not await check():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
@@ -123,9 +123,7 @@ async def all_see(workers: list[Worker], sim: GatewaySimulator, key: str, *, ope
     await until(check)
 
 
-async def test_breaker_opens_across_processes(
-    workers: list[Worker], sim: GatewaySimulator
-) -> None:
+async def test_breaker_opens_across_processes(workers: list[Worker], sim: GatewaySimulator) -> None:
     """One worker pays for the discovery; the others refuse the account, unsent."""
     sim.llm.default = QUOTA
     first = await workers[0].session(sim, "sk-opens")
@@ -204,7 +202,7 @@ async def test_redis_killed_then_restarted(
     async def disconnected() -> bool:
         return not any([(await w.call(cmd="state"))["connected"] for w in workers])
 
-    await until(disconnected, timeout=8)
+    await until(disconnected, within=8)
     before = len(sim.requests)
     kept = await workers[1].session(sim, "sk-before-outage")
     assert kept["refused"] and billed(sim, before) == []
@@ -219,7 +217,7 @@ async def test_redis_killed_then_restarted(
     async def reconnected() -> bool:
         return all([(await w.call(cmd="state"))["connected"] for w in workers])
 
-    await until(reconnected, timeout=8)
+    await until(reconnected, within=8)
     # Worker 2 republished what it learned during the outage.
     await all_see(workers, sim, "sk-during-outage", opened=True)
     before = len(sim.requests)

@@ -9,10 +9,9 @@ counted: only chat completions (``llm``) and speech (``tts``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
-
-import dataclasses
 
 from livekit.agents import Agent, AgentSession, CloseReason, llm
 from livekit.plugins import openai
@@ -62,9 +61,9 @@ def end_cooldown(breaker: FleetBreaker) -> None:
         breaker.remote_opened(key, dataclasses.replace(state, until=time.time()))
 
 
-async def reply_or_close(session: AgentSession[Any], timeout: float = 5.0) -> None:
+async def reply_or_close(session: AgentSession[Any]) -> None:
     handle = session.generate_reply(user_input="hello")
-    await asyncio.wait_for(handle.wait_for_playout(), timeout)
+    await asyncio.wait_for(handle.wait_for_playout(), 5.0)
 
 
 class TestNewSession:
