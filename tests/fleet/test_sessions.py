@@ -17,6 +17,7 @@ from livekit.agents import Agent, AgentSession, CloseReason, llm
 from livekit.plugins import openai
 
 from agent_guard import Category, FallbackLLM, GuardPolicy, ProbeBackoff, guard
+from agent_guard._farewell import DEFAULT_FAREWELL_AUDIO, preload
 from agent_guard.fleet import FleetBreaker, FleetOpenError
 from agent_guard.testing import GatewaySimulator, QuotaExceeded, Reply, Unauthorized
 from tests.conftest import SECRET_KEY, make_session, start
@@ -77,6 +78,9 @@ class TestNewSession:
         assert len(breaker.states) == 1
         before = len(sim.requests)
 
+        # As a worker's prewarm would: the recording decoded once per process (~20-50 ms
+        # on the first refusal otherwise, which is not what this bound measures).
+        await preload(DEFAULT_FAREWELL_AUDIO)
         session = make_session(sim)
         g = guard(session, pol)
         out = await start(session)
