@@ -17,7 +17,7 @@ from typing import Any
 
 from livekit.agents import AgentSession, CloseEvent, ErrorEvent
 
-from agent_guard import _seams, _signal
+from agent_guard import _seams, _signal, fleet
 from agent_guard._audio import preload, presynthesize
 from agent_guard._classify import classify
 from agent_guard._decide import Decider, Decision
@@ -137,6 +137,8 @@ class Guard:
             if policy.stall_timeout is not None
             else None
         )
+        # No request to an exhausted account from here on (the fleet breaker).
+        fleet.attach(session, policy)
 
     # -- public, read-only ---------------------------------------------------------
 
@@ -346,6 +348,7 @@ class Guard:
             self._decider.succeeded(Kind.STT)
 
     def _on_speech_created(self, ev: Any) -> None:
+        fleet.attach(self.session, self._policy)  # fleet: an Agent's own models, before use
         # After the decision, only the farewell may speak. A reply started now (the
         # caller talking over the farewell, a tool, a timer) must not be heard.
         if self._decider.decision is None or asyncio.current_task() is self._teardown:

@@ -28,7 +28,7 @@ from livekit import rtc
 from livekit.agents import AgentSession
 from livekit.agents.voice import SpeechHandle
 
-from agent_guard import _seams
+from agent_guard import _seams, fleet
 from agent_guard._audio import load_audio, presynthesized
 from agent_guard._log import log
 from agent_guard._policy import Farewell
@@ -74,6 +74,10 @@ def tts_cannot_speak(session: AgentSession[Any], verdict: Verdict) -> bool:
     text through a dead connection).
     """
     if verdict.kind is Kind.TTS:
+        return True
+    if fleet.is_refusal(verdict):
+        # Refused by the fleet breaker at the first reply: ready audio plays at once,
+        # where a synthesis would keep the caller waiting.
         return True
     if verdict.quota is not None and verdict.quota.quota_type == "tts":
         return True

@@ -27,6 +27,8 @@ from agent_guard._hooks import Hook
 from agent_guard._signal import FrontendSignal
 from agent_guard._verdict import Category, Kind, Verdict
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS
+from agent_guard.fleet._breaker import MAX_COOLDOWN
+from agent_guard.fleet._registry import FleetSpec, check_spec
 from agent_guard.instrumentation import log_verdict
 
 __all__ = [
@@ -228,6 +230,15 @@ class GuardPolicy:
         stall_retry: Retry the stalled turn once (``generate_reply`` from the same
             conversation), so a one-off stall costs the caller a few seconds, not the
             turn. A stall right after a retry that stalled gets no further retry.
+        fleet: Where a provider account's breaker is shared (see
+            :mod:`agent_guard.fleet`): ``"memory"`` (default) among the guarded sessions
+            of this process; a ``"redis://host:port/db"`` URL or a ``redis.asyncio``
+            client across processes and machines (install ``agent-guard[redis]`` and
+            set ``AGENT_GUARD_FLEET_KEY`` to one secret on every worker); a
+            :class:`~agent_guard.fleet.FleetBreaker`; ``None`` turns it off. While an
+            account is exhausted (quota, payment, auth), no request is sent to it.
+        fleet_cooldown: Seconds an opened breaker waits before one probe, when the
+            provider gave no Retry-After or reset time. Bounded by 24 h.
     """
 
     error_message: NotGivenOr[str | MessageFactory | None] = NOT_GIVEN
@@ -245,6 +256,8 @@ class GuardPolicy:
     stall_timeout: float | None = 4.0
     stall_message: str | Farewell | None = field(default_factory=lambda: Farewell.STALL)
     stall_retry: bool = True
+    fleet: FleetSpec = "memory"
+    fleet_cooldown: float = 60.0
 
     def __post_init__(self) -> None:
         msg = self.error_message
@@ -267,6 +280,8 @@ class GuardPolicy:
         object.__setattr__(self, "hooks", _callables("hooks", self.hooks))
         if self.signal is not None and not isinstance(self.signal, FrontendSignal):
             raise PolicyError(f"signal must be a FrontendSignal or None, got {self.signal!r}")
+        check_spec(self.fleet)
+        _check_seconds("fleet_cooldown", self.fleet_cooldown, upper=MAX_COOLDOWN)
         if self.stall_timeout is not None:
             _check_seconds("stall_timeout", self.stall_timeout, upper=MAX_STALL_TIMEOUT)
         notice = self.stall_message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.plugins import openai
 
 from agent_guard import Guard
+from agent_guard.fleet import _registry as fleet_registry
 from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,
@@ -31,6 +32,13 @@ from agent_guard.testing import (
 
 #: A key-shaped secret: tests assert it never leaks anywhere.
 SECRET_KEY = "sk-proj-TESTSECRET0123456789abcdefABCDEF"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fleet() -> Iterator[None]:
+    """Every test starts with no fleet breaker: the default ``"memory"`` one is per process."""
+    yield
+    fleet_registry.reset()
 
 
 @pytest.fixture

@@ -91,7 +91,9 @@ class TestWorker:
             assert re.search(r"ERROR\s+agent_guard\s+agent_guard\.closing", output), output
             assert '"category": "quota_exhausted"' in closing
             assert '"job_id":' in closing
-            assert [r.status for r in sim.requests_for("llm")] == [200, 429, 429]
+            # The backup model is on the same gateway account: the fleet breaker, opened by
+            # the primary's out-of-credits answer, refuses it without a request.
+            assert [r.status for r in sim.requests_for("llm")] == [200, 429]
 
 
 class _Console:

@@ -257,7 +257,9 @@ class TestBeforeStart:
     async def test_error_before_start(self, sim: GatewaySimulator) -> None:
         """The session starts either undecided, or decided and then closed."""
         session = make_session(sim)
-        g = guard(session, GuardPolicy(farewell_timeout=1.0))
+        # fleet=None: the guard's own path (the fleet breaker would, rightly, remember the
+        # exhausted account and refuse the first reply).
+        g = guard(session, GuardPolicy(farewell_timeout=1.0, fleet=None))
         model = session.llm
         assert isinstance(model, llm.LLM)
         model.emit("error", llm_error(gateway_quota_error(), recoverable=False))
@@ -496,7 +498,8 @@ class TestLivekitContract:
         """The teardown mutes the caller; a restarted session un-mutes them."""
         sim.llm.default = QuotaExceeded()
         session = make_session(sim)
-        g = guard(session, GuardPolicy(farewell_timeout=1.0))
+        # fleet=None: the credits come back at once here, sooner than a breaker's cool-down.
+        g = guard(session, GuardPolicy(farewell_timeout=1.0, fleet=None))
         session.input.audio = SilentInput()
         await start(session)
         await turn(session, "hi")

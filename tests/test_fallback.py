@@ -54,9 +54,10 @@ from tests.conftest import SECRET_KEY, start
 TURN_TIMEOUT = 10.0
 #: Short enough to keep livekit's outer retries (max_retry=3) fast.
 CONN = APIConnectOptions(max_retry=3, retry_interval=0.01, timeout=5.0)
-#: The default classifiers, whose carried_verdict reads AllFailedError's combined verdict.
-# Exact request counts per turn: no presynthesis request at start.
-POLICY = GuardPolicy(presynthesize=False)
+# The adapters on their own: the fleet breaker (which skips an exhausted instance before
+# the adapter sees it) is tested in tests/fleet. Exact request counts per turn: no
+# presynthesis request at start.
+POLICY = GuardPolicy(presynthesize=False, fleet=None)
 FAST_PROBES = tenacity.wait_fixed(0.05)
 MID_STREAM_499 = StreamError(after_chunks=1, body={"message": "Client closed request", "code": 499})
 

@@ -101,7 +101,8 @@ class TestRestart:
         session = make_session(sim)
         closes: list[Any] = []
         session.on("close", closes.append)
-        g = guard(session)
+        # No fleet breaker: it would (rightly) refuse the exhausted account's next request.
+        g = guard(session, GuardPolicy(fleet=None))
         await start(session)
         await turn(session, "hi")
         async with asyncio.timeout(10):

@@ -86,9 +86,15 @@ def _everything(verdict: Verdict) -> str:
 
 
 ALL_HOLES = " | ".join(text for _, text in HOLES.values())
+# fleet=None and no presynthesis: the farewell must go through TTS here, to check what TTS
+# is asked to say (an auth failure would otherwise refuse the account's TTS too).
 POLICIES: dict[str, Callable[[], GuardPolicy]] = {
-    "speak_hint": lambda: GuardPolicy(farewell_timeout=2.0, speak_hint=True),
-    "factory_says_everything": lambda: GuardPolicy(farewell_timeout=2.0, error_message=_everything),
+    "speak_hint": lambda: GuardPolicy(
+        farewell_timeout=2.0, speak_hint=True, fleet=None, presynthesize=False
+    ),
+    "factory_says_everything": lambda: GuardPolicy(
+        farewell_timeout=2.0, error_message=_everything, fleet=None, presynthesize=False
+    ),
 }
 
 

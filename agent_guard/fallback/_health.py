@@ -17,6 +17,7 @@ from agent_guard._log import log as _log
 from agent_guard._verdict import Category, Kind, Verdict
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS, Classifier
 from agent_guard.fallback._causes import AllFailedError
+from agent_guard.fleet import refused as fleet_refused
 
 __all__ = [
     "DEFAULT_PROBE_WAIT",
@@ -155,17 +156,17 @@ class Health:
         Raises:
             SkippedError: The instance's last verdict is terminal.
         """
-        verdict = self._states[self._index(instance)].verdict
-        if verdict is not None and verdict.terminal:
-            raise SkippedError(f"{instance.label} not asked: it failed with {verdict.category}")
+        state = self._states[self._index(instance)]
+        if _benched(state):
+            assert state.verdict is not None
+            raise SkippedError(
+                f"{instance.label} not asked: it failed with {state.verdict.category}"
+            )
 
     def may_probe(self, instance: Instance) -> bool:
         index = self._index(instance)
         state = self._states[index]
-        if state.verdict is not None and state.verdict.terminal:
-            allowed = False
-        else:
-            allowed = time.monotonic() >= state.probe_after
+        allowed = not _benched(state) and time.monotonic() >= state.probe_after
         if not allowed:
             _log.debug("agent_guard.fallback_probe_held", kind=self._kind.value, instance=index)
         return allowed
@@ -221,3 +222,13 @@ class Observable:
     def availability(self) -> tuple[bool, ...]:
         """Per instance, in order: whether livekit considers it available."""
         return tuple(status.available for status in self._status)
+
+
+def _benched(state: _InstanceState) -> bool:
+    """Whether the instance's last failure was terminal: never asked nor probed again.
+
+    Except a request the fleet breaker refused: it was never sent, and the instance's
+    gate refuses the next at once (without a request) until the breaker closes.
+    """
+    verdict = state.verdict
+    return verdict is not None and verdict.terminal and not fleet_refused(state.error)

@@ -1,0 +1,229 @@
+"""The fleet across processes: worker processes sharing one simulator and a real Redis.
+
+Each worker (``tests/fleet/worker.py``) is a separate Python process running guarded
+sessions with the real openai plugin against the simulator this test process serves;
+their only link is the redis-server started here. Request counts come from the
+simulator's log. Each test uses its own API keys, so tests do not see each other's
+accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_guard.fleet import account
+from agent_guard.testing import GatewaySimulator, QuotaExceeded, Reply
+from tests.fleet._redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+QUOTA = QuotaExceeded(category="MaxGatewayCredits")
+DEPLOYMENT_KEY = "test-deployment-key"
+
+
+class Worker:
+    def __init__(self, url: str) -> None:
+        env = {**os.environ, "AGENT_GUARD_FLEET_KEY": DEPLOYMENT_KEY, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fleet.worker", url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+            text=True,
+        )
+
+    def ready(self) -> None:
+        assert self.proc.stdout is not None
+        assert json.loads(self.proc.stdout.readline()) == {"ready": True}
+
+    async def call(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        answer: dict[str, Any] = json.loads(await asyncio.to_thread(self.proc.stdout.readline))
+        assert "error" not in answer, answer
+        return answer
+
+    async def session(
+        self, sim: GatewaySimulator, key: str, cooldown: float = 30.0
+    ) -> dict[str, Any]:
+        return await self.call(cmd="session", base_url=sim.base_url, key=key, cooldown=cooldown)
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def workers(redis_server: RedisServer) -> Iterator[list[Worker]]:
+    started = [Worker(redis_server.url) for _ in range(3)]
+    try:
+        for w in started:
+            w.ready()
+        yield started
+    finally:
+        for w in started:
+            w.stop()
+
+
+def billed(sim: GatewaySimulator, since: int = 0) -> list[str]:
+    """Billed requests since ``since``: chat completions, not the farewell's speech (the
+    gateway's ``quota_type`` says only the LLM quota ran out, so TTS still serves)."""
+    return [r.endpoint for r in sim.requests[since:] if r.endpoint == "llm"]
+
+
+async def until(check: Any, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def account_id(sim: GatewaySimulator, key: str) -> str:
+    """The id the workers' breakers give ``key`` at the simulator (same deployment key)."""
+    provider = sim.base_url.split("//", 1)[1].split("/", 1)[0]
+    return account(provider, sim.base_url, key, key=DEPLOYMENT_KEY.encode()).id
+
+
+async def all_see(workers: list[Worker], sim: GatewaySimulator, key: str, *, opened: bool) -> None:
+    """Until every worker has ``key``'s account open (cooling down) or not."""
+    prefix = account_id(sim, key)
+
+    async def check() -> bool:
+        states = [await w.call(cmd="state") for w in workers]
+        now = time.time()
+        return all(
+            any(k.startswith(prefix) and u > now for k, u in s["open"].items()) is opened
+            for s in states
+        )
+
+    await until(check)
+
+
+async def test_breaker_opens_across_processes(workers: list[Worker], sim: GatewaySimulator) -> None:
+    """One worker pays for the discovery; the others refuse the account, unsent."""
+    sim.llm.default = QUOTA
+    first = await workers[0].session(sim, "sk-opens")
+    assert first["closed"] == "error" and not first["refused"]
+    assert billed(sim) == ["llm"]
+    await all_see(workers, sim, "sk-opens", opened=True)
+    before = len(sim.requests)
+    for w in workers[1:]:
+        result = await w.session(sim, "sk-opens")
+        assert result["closed"] == "error" and result["refused"]
+        assert result["first_frame"] is not None and result["first_frame"] <= 0.1
+    assert billed(sim, before) == []
+
+
+async def test_exactly_one_probe_fleet_wide(workers: list[Worker], sim: GatewaySimulator) -> None:
+    """After the cool-down, of many sessions in three processes one probes (still
+    exhausted: it fails) and the breaker re-opens everywhere."""
+    sim.llm.default = QUOTA
+    await workers[0].session(sim, "sk-probe", cooldown=0.5)
+    await all_see(workers, sim, "sk-probe", opened=True)
+    await asyncio.sleep(0.6)
+    before = len(sim.requests)
+
+    async def three(w: Worker) -> None:
+        for _ in range(3):
+            await w.session(sim, "sk-probe", cooldown=30.0)
+            await asyncio.sleep(0.1)
+
+    await asyncio.gather(*(three(w) for w in workers))
+    assert billed(sim, before) == ["llm"]
+    await all_see(workers, sim, "sk-probe", opened=True)
+
+
+async def test_recovery_closes_everywhere(workers: list[Worker], sim: GatewaySimulator) -> None:
+    sim.llm.default = QUOTA
+    await workers[0].session(sim, "sk-recovers", cooldown=0.5)
+    await all_see(workers, sim, "sk-recovers", opened=True)
+    sim.llm.default = Reply("Back in business.")
+    await asyncio.sleep(0.6)
+
+    served = 0
+    for _ in range(10):
+        results = await asyncio.gather(*(w.session(sim, "sk-recovers") for w in workers))
+        served = sum(not r["decided"] for r in results)
+        if served:
+            break
+    assert served
+    await all_see(workers, sim, "sk-recovers", opened=False)
+    results = await asyncio.gather(*(w.session(sim, "sk-recovers") for w in workers))
+    assert not any(r["decided"] for r in results)
+
+
+async def test_another_key_is_not_blocked(workers: list[Worker], sim: GatewaySimulator) -> None:
+    sim.llm.default = QUOTA
+    await workers[0].session(sim, "sk-exhausted")
+    await all_see(workers, sim, "sk-exhausted", opened=True)
+    sim.llm.default = Reply("Hello.")
+    before = len(sim.requests)
+    refused = await workers[1].session(sim, "sk-exhausted")
+    assert refused["refused"] and billed(sim, before) == []
+    served = await workers[1].session(sim, "sk-healthy")
+    assert not served["decided"] and billed(sim, before) == ["llm"]
+
+
+async def test_redis_killed_then_restarted(
+    workers: list[Worker], sim: GatewaySimulator, redis_server: RedisServer
+) -> None:
+    """Redis dies: sessions keep deciding on in-process state, each worker logs the
+    outage once; Redis comes back: workers reconnect and share what they learned."""
+    sim.llm.default = QUOTA
+    await workers[0].session(sim, "sk-before-outage")
+    await all_see(workers, sim, "sk-before-outage", opened=True)
+
+    redis_server.stop()
+
+    async def disconnected() -> bool:
+        return not any([(await w.call(cmd="state"))["connected"] for w in workers])
+
+    await until(disconnected, within=8)
+    before = len(sim.requests)
+    kept = await workers[1].session(sim, "sk-before-outage")
+    assert kept["refused"] and billed(sim, before) == []
+    # Learned during the outage, in one process only.
+    during = await workers[2].session(sim, "sk-during-outage")
+    assert during["closed"] == "error" and not during["refused"]
+    for w in workers:
+        assert (await w.call(cmd="state"))["events"].get("agent_guard.fleet_store_unavailable") == 1
+
+    redis_server.start()
+
+    async def reconnected() -> bool:
+        return all([(await w.call(cmd="state"))["connected"] for w in workers])
+
+    await until(reconnected, within=8)
+    # Worker 2 republished what it learned during the outage.
+    await all_see(workers, sim, "sk-during-outage", opened=True)
+    before = len(sim.requests)
+    shared = await workers[0].session(sim, "sk-during-outage")
+    assert shared["refused"] and billed(sim, before) == []
+    for w in workers:
+        events = (await w.call(cmd="state"))["events"]
+        assert events.get("agent_guard.fleet_store_restored") == 1
+        assert events.get("agent_guard.fleet_store_unavailable") == 1

@@ -1,0 +1,106 @@
+"""A worker process for the cross-process tests: guarded sessions on demand.
+
+``python -m tests.fleet.worker REDIS_URL`` reads one JSON command per line on stdin and
+answers one JSON line on stdout:
+
+* ``{"cmd": "session", "base_url", "key", "cooldown"}``: one guarded session (the real
+  openai LLM and TTS over HTTP) asked for one reply; how it ended;
+* ``{"cmd": "state"}``: this process's breaker (open accounts, store connection) and how
+  often each fleet event was logged;
+* ``{"cmd": "quit"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import sys
+import time
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+from livekit.agents import Agent, AgentSession, APIConnectOptions
+from livekit.agents.voice.agent_session import SessionConnectOptions
+from livekit.plugins import openai
+
+from agent_guard import GuardPolicy, guard
+from agent_guard._audio import preload
+from agent_guard._policy import DEFAULT_FAREWELL_AUDIO
+from agent_guard.fleet import FleetOpenError, breaker_for
+from agent_guard.testing import CaptureAudioOutput
+
+EVENTS: collections.Counter[str] = collections.Counter()
+
+
+def _count(_: Any, __: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    EVENTS[str(event.get("event"))] += 1
+    raise structlog.DropEvent
+
+
+async def session(url: str, base_url: str, key: str, cooldown: float) -> dict[str, Any]:
+    conn = APIConnectOptions(max_retry=0, timeout=5.0)
+    s: AgentSession[Any] = AgentSession(
+        llm=openai.LLM(model="gpt-4o-mini", base_url=base_url, api_key=key),
+        tts=openai.TTS(model="gpt-4o-mini-tts", voice="alloy", base_url=base_url, api_key=key),
+        vad=None,
+        turn_handling={"turn_detection": "manual"},
+        conn_options=SessionConnectOptions(llm_conn_options=conn, tts_conn_options=conn),
+    )
+    # A short farewell: the simulator speaks at the pace of real speech.
+    g = guard(s, GuardPolicy(fleet=url, fleet_cooldown=cooldown, error_message="Bye."))
+    out = CaptureAudioOutput()
+    s.output.audio = out
+    await s.start(Agent(instructions="Be brief."))
+    asked = time.monotonic()
+    handle = s.generate_reply(user_input="hello")
+    await asyncio.wait_for(handle.wait_for_playout(), 5)
+    if g.decision is None:
+        await s.aclose()  # served: end it as a caller hanging up would
+    ev = await asyncio.wait_for(g.wait_closed(), 5)
+    error = ev.error.error if ev.error is not None else None
+    return {
+        "closed": ev.reason.value,
+        "decided": g.decision is not None,
+        "refused": isinstance(error, FleetOpenError),
+        "first_frame": out.frames[0].at - asked if out.frames else None,
+    }
+
+
+def state(url: str) -> dict[str, Any]:
+    breaker = breaker_for(url)
+    assert breaker is not None
+    store = breaker._store
+    return {
+        "open": {k: v.until for k, v in breaker.states.items()},
+        "connected": bool(store is not None and store.connected),
+        "events": dict(EVENTS),
+    }
+
+
+async def main(url: str) -> None:
+    structlog.configure(processors=[_count])
+    breaker = breaker_for(url)
+    assert breaker is not None
+    breaker.start()
+    # As a worker's prewarm would (GuardPolicy(farewell_audio=...) is preloaded at session
+    # start): the first refused session must not pay for decoding the recording.
+    await preload(DEFAULT_FAREWELL_AUDIO)
+    print(json.dumps({"ready": True}), flush=True)
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        cmd = json.loads(line)
+        if cmd["cmd"] == "quit":
+            break
+        try:
+            if cmd["cmd"] == "session":
+                answer = await session(url, cmd["base_url"], cmd["key"], cmd["cooldown"])
+            else:
+                answer = state(url)
+        except Exception as e:
+            answer = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
