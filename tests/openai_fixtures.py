@@ -8,7 +8,7 @@ and ``type`` (its error-codes guide shows no verbatim JSON for the billing codes
 
 * HTTP: the OpenAI SDK turns the response into ``openai.RateLimitError`` & co.
   (``_make_status_error_from_response``, narrowing ``body`` to the ``"error"`` value),
-  then ``livekit/agents/inference/llm.py:616-625`` re-raises it as
+  then ``livekit/agents/inference/llm.py`` re-raises it as
   ``APIStatusError(e.message, status_code=..., request_id=..., body=e.body) from None``
   (``from None`` hides the cause but keeps ``__context__``, where the full JSON lives).
 * Realtime: ``livekit/agents/llm/_realtime/openai.py`` builds the server event with
@@ -146,7 +146,7 @@ FIXTURES: tuple[Fixture, ...] = (
     Fixture(
         id="billing_hard_limit_reached",
         # The legacy hard-limit code; livekit treats it as fatal in _FATAL_ERROR_CODES
-        # (livekit/agents/llm/_realtime/openai.py:291-300). Message paraphrased.
+        # (livekit/agents/llm/_realtime/openai.py). Message paraphrased.
         source="https://developers.openai.com/api/docs/guides/error-codes",
         kind=Kind.LLM,
         label=LLM_LABEL,
@@ -252,7 +252,7 @@ FIXTURES: tuple[Fixture, ...] = (
     Fixture(
         id="realtime_response_failed_billing",
         # A failed response.done whose status_details.error carries a fatal code: the second
-        # path into _FATAL_ERROR_CODES (openai.py:2386-2408). Shape per the Realtime API
+        # path into _FATAL_ERROR_CODES (openai.py). Shape per the Realtime API
         # reference for response.done; message paraphrased.
         source="https://platform.openai.com/docs/api-reference/realtime-server-events/response/done",
         kind=Kind.REALTIME,

@@ -293,7 +293,7 @@ class QuotaExceeded(ScriptedResponse):
     ``openai.RateLimitError`` that livekit leaves as ``__context__`` of its ``APIStatusError``,
     and only while the ``"error"`` event is emitted: when the stream re-raises the error to
     its consumer, ``LLMStream.__anext__`` replaces that ``__context__`` with
-    ``StopAsyncIteration`` (``livekit/agents/llm/llm.py:513-515``).
+    ``StopAsyncIteration`` (``livekit/agents/llm/llm.py``).
 
     Attributes:
         category: The gateway's quota category. MaxGatewayCredits, MaxBargeInRequests and

@@ -256,7 +256,7 @@ class TestLLMFailures:
         }
         assert context.response.headers["x-request-id"] == error.request_id
         # LLMStream.__anext__ re-raises the task's exception inside `except
-        # StopAsyncIteration` (livekit/agents/llm/llm.py:513-515), which overwrites
+        # StopAsyncIteration` (livekit/agents/llm/llm.py), which overwrites
         # __context__: the gateway response is only reachable while the event is emitted.
         assert isinstance(error.__context__, StopAsyncIteration)
 

@@ -4,7 +4,7 @@
 SDK turns the response into its typed error (``_make_status_error_from_response``, which
 keeps the whole JSON as ``e.body``; an SSE ``error`` event goes through
 ``_make_status_error(f"{body}", body=body, response=<the 200 stream>)``), and
-``livekit/plugins/anthropic/llm.py:373-379`` re-raises it as
+``livekit/plugins/anthropic/llm.py`` re-raises it as
 ``APIStatusError(e.message, status_code=e.status_code, request_id=e.request_id,
 body=e.body) from e``.
 

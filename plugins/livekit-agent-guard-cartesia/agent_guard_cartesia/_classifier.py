@@ -4,11 +4,11 @@ Cartesia documents one error object (``error_code``, ``title``, ``message``, and
 websockets ``status_code``), but livekit-plugins-cartesia 1.8.9 keeps little of it:
 
 * TTS websocket error events become ``APIError(f"Cartesia returned error: {data}")``
-  (``tts.py:557-562``): the event dict survives only as its ``repr`` in the message,
+  (``tts.py``): the event dict survives only as its ``repr`` in the message,
   which this classifier reads back with :func:`ast.literal_eval` (literals only);
 * HTTP (``/tts/bytes``) and handshake failures become
   ``APIStatusError(message=e.message, status_code=e.status, body=None) from None``
-  (``tts.py:238-242``, ``:416-421``, ``:587-590``): the status is all there is;
+  (``tts.py``): the status is all there is;
 * STT error events below 500 are logged and dropped (``auto_finalize_recognize_stream.py:
   520-526``), so an STT quota failure never becomes an error event at all.
 

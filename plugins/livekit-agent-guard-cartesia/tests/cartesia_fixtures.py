@@ -32,14 +32,14 @@ class Fixture(ProviderFixture):
 
 
 def _ws_event(fx: Fixture) -> BaseException:
-    # tts.py:557-562: the whole event dict, formatted into the message.
+    # tts.py: the whole event dict, formatted into the message.
     from livekit.agents import APIError
 
     return raised(APIError(f"Cartesia returned error: {fx.body}"))
 
 
 def _http(fx: Fixture) -> BaseException:
-    # tts.py:416-421 (/tts/bytes; the handshake at :238-242 is the same with
+    # tts.py (/tts/bytes; the handshake is the same with
     # WSServerHandshakeError): raise_for_status() reads no body, `from None` hides the
     # aiohttp error whose RequestInfo holds the X-API-Key header.
     import aiohttp

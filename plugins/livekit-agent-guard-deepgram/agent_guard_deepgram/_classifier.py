@@ -5,7 +5,7 @@ Deepgram documents ``402 ASR_PAYMENT_REQUIRED`` (out of credits, no overage),
 (https://developers.deepgram.com/docs/errors). livekit-plugins-deepgram 1.8.9 keeps none
 of the bodies: websocket handshakes and HTTP TTS raise
 ``APIStatusError(message=e.message, status_code=e.status, body=None) from None``
-(``stt.py:803-808``, ``tts.py:297-302``), so for Deepgram's models the status decides.
+(``stt.py``, ``tts.py``), so for Deepgram's models the status decides.
 The ``err_code`` is still honoured when a body does arrive (another client, a proxy).
 
 A refused listen/speak websocket handshake keeps no body, but Deepgram puts the reason in
@@ -15,7 +15,7 @@ aiohttp ``WSServerHandshakeError`` and its headers survive on ``__context__``, w
 core reads them. The reason joins the hint.
 
 Known gap, upstream: the pre-recorded ``STT.recognize`` never checks the HTTP status
-(``stt.py:271-301``); a 402 body is parsed as a transcript and surfaces as
+(``stt.py``); a 402 body is parsed as a transcript and surfaces as
 ``APIConnectionError`` caused by ``KeyError('metadata')``. Nothing on that chain names
 the failure, so it stays a generic connection error.
 """

@@ -47,7 +47,7 @@ def _request_info(url: str) -> Any:
 
 
 def _wrapped(e: ClientResponseError) -> BaseException:
-    # stt.py:803-808 and tts.py:283-302 alike: `from None`, because RequestInfo carries
+    # stt.py and tts.py alike: `from None`, because RequestInfo carries
     # the Authorization header.
     from livekit.agents import APIStatusError
 
@@ -80,7 +80,7 @@ def _raw_handshake(fx: Fixture) -> BaseException:
 
 
 def _tts_http(fx: Fixture) -> BaseException:
-    # tts.py:283-302: resp.raise_for_status(), then the same wrapping, `from None`.
+    # tts.py: resp.raise_for_status(), then the same wrapping, `from None`.
     import aiohttp
 
     assert fx.status is not None
@@ -91,7 +91,7 @@ def _tts_http(fx: Fixture) -> BaseException:
 
 
 def _prerecorded(fx: Fixture) -> BaseException:
-    # stt.py:271-301: the status is never checked; the error body is read as a transcript
+    # stt.py: the status is never checked; the error body is read as a transcript
     # (prerecorded_transcription_to_speech_event: data["metadata"]) and KeyErrors.
     from livekit.agents import APIConnectionError
 

@@ -4,15 +4,15 @@ ElevenLabs answers an exhausted character quota with **401** ``quota_exceeded``,
 same status as a bad key: only ``detail.status`` separates "buy credits" from "fix the
 key". How much of it reaches us depends on the livekit-plugins-elevenlabs 1.8.9 path:
 
-* STT ``recognize`` (HTTP) parses the body into ``APIStatusError.body`` (``stt.py:312-327``);
+* STT ``recognize`` (HTTP) parses the body into ``APIStatusError.body`` (``stt.py``);
 * TTS over HTTP calls ``raise_for_status()`` and keeps only ``status``/``reason``
-  (``tts.py:480-486``, ``body=None``): a 401 cannot be told apart, so it is ``AUTH``
+  (``tts.py``, ``body=None``): a 401 cannot be told apart, so it is ``AUTH``
   with a hint naming both causes (terminal either way);
 * TTS over the websocket turns an error frame into ``APIError(message=data["error"])``,
-  re-raised as ``APIStatusError("Could not synthesize") from`` it (``tts.py:968-976``,
-  ``:607-612``): the frame's ``error`` token (e.g. ``quota_exceeded``) is on the chain;
+  re-raised as ``APIStatusError("Could not synthesize") from`` it (``tts.py``,
+  ``SynthesizeStream._run``): the frame's ``error`` token (e.g. ``quota_exceeded``) is on the chain;
 * realtime STT raises ``APIConnectionError(f"ElevenLabs STT error [{message_type}]")``
-  (``stt.py:880-895``), the ``message_type`` being ``quota_exceeded``, ``auth_error``...
+  (``stt.py``), the ``message_type`` being ``quota_exceeded``, ``auth_error``...
 
 * a websocket closed by ElevenLabs becomes ``APIStatusError(status_code=<close code>)``
   (TTS: ``tts.py`` ``_recv_loop``, reason dropped; realtime STT: ``stt.py``, reason kept

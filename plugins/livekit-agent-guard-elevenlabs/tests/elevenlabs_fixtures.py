@@ -27,7 +27,7 @@ Fixture = ProviderFixture
 
 
 def _stt_recognize(fx: Fixture) -> BaseException:
-    # stt.py:312-327: the body is parsed, detail.message becomes the message.
+    # stt.py: the body is parsed, detail.message becomes the message.
     from livekit.agents import APIStatusError
 
     assert fx.status is not None and fx.body is not None
@@ -39,7 +39,7 @@ def _stt_recognize(fx: Fixture) -> BaseException:
 
 
 def _tts_http(fx: Fixture) -> BaseException:
-    # tts.py:459-486: resp.raise_for_status() reads no body; livekit keeps status/reason.
+    # tts.py: resp.raise_for_status() reads no body; livekit keeps status/reason.
     import aiohttp
     from livekit.agents import APIStatusError
     from multidict import CIMultiDict, CIMultiDictProxy
@@ -55,8 +55,8 @@ def _tts_http(fx: Fixture) -> BaseException:
 
 
 def _tts_ws_frame(fx: Fixture) -> BaseException:
-    # tts.py:968-976 sets APIError(message=data["error"]) on the context's waiter, and
-    # SynthesizeStream._run (:607-612) re-raises it as APIStatusError("Could not synthesize").
+    # tts.py sets APIError(message=data["error"]) on the context's waiter, and
+    # SynthesizeStream._run re-raises it as APIStatusError("Could not synthesize").
     from livekit.agents import APIError, APIStatusError
 
     assert fx.body is not None
@@ -64,7 +64,7 @@ def _tts_ws_frame(fx: Fixture) -> BaseException:
 
 
 def _stt_realtime(fx: Fixture) -> BaseException:
-    # stt.py:880-895: only the message_type survives, in the message.
+    # stt.py: only the message_type survives, in the message.
     from livekit.agents import APIConnectionError
 
     assert fx.body is not None
@@ -213,7 +213,7 @@ FIXTURES: tuple[Fixture, ...] = (
     ),
     Fixture(
         id="stt_realtime_auth_error",
-        # message_type auth_error, one of the types livekit's stt.py:880-895 lists.
+        # message_type auth_error, one of the types livekit's stt.py lists.
         source="https://github.com/elevenlabs/packages/issues/354",
         kind=Kind.STT,
         label=STT_LABEL,

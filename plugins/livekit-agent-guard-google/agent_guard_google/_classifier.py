@@ -1,7 +1,7 @@
 """Recognise Google (Gemini API / Vertex) errors: ``{"error": {"code", "message", "status"}}``.
 
 livekit-plugins-google flattens the error to ``body=f"{e.message} {e.status}"`` (a
-string, ``livekit/plugins/google/llm.py:835-858``), but raises ``from e``: the
+string, ``livekit/plugins/google/llm.py``), but raises ``from e``: the
 ``google.genai`` error on the chain keeps the whole JSON as ``.details`` and its
 ``httpx`` response, which the core re-reads into :attr:`ErrorFacts.body`.
 

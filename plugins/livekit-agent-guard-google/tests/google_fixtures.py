@@ -3,7 +3,7 @@
 ``build()`` reproduces livekit-plugins-google 1.8.9 without a network: the
 ``google.genai`` SDK turns the response into ``ClientError``/``ServerError``
 (``errors.APIError.raise_for_response``, keeping the JSON as ``.details``), and
-``livekit/plugins/google/llm.py:835-858`` (``beta/gemini_tts.py:418-438`` for TTS)
+``livekit/plugins/google/llm.py`` (``beta/gemini_tts.py`` for TTS)
 re-raises it as ``APIStatusError("gemini llm: client error", status_code=e.code,
 body=f"{e.message} {e.status}", retryable=e.code in {429, 499}) from e``.
 
