@@ -240,6 +240,10 @@ class TestLLMCredits:
             primary, fallback = adapter.verdicts
             assert primary is not None
             assert primary.category is Category.QUOTA_EXHAUSTED and primary.terminal
+            # Classified while the instance reported it: the gateway's hint and credit
+            # figures (body and headers of the response) are still there.
+            assert primary.hint is not None
+            assert primary.quota is not None and primary.quota.usage.get("credits_limit")
             assert fallback is None
             assert adapter.availability == (False, True)
             assert conv.changes == [(0, False)]
@@ -747,8 +751,8 @@ OVERRIDES: list[tuple[type[object], type[object], tuple[str, ...]]] = [
         ("__init__", "_try_synthesize", "_try_recovery", "_run"),
     ),
     (FallbackRecognizeStream, _GuardedRecognizeStream, ("__init__", "_try_recovery", "_run")),
-    (llm.FallbackAdapter, FallbackLLM, ("chat",)),
-    (tts.FallbackAdapter, FallbackTTS, ("synthesize", "stream")),
+    (llm.FallbackAdapter, FallbackLLM, ("chat", "aclose")),
+    (tts.FallbackAdapter, FallbackTTS, ("synthesize", "stream", "aclose")),
     (
         stt.FallbackAdapter,
         FallbackSTT,

@@ -67,6 +67,9 @@ class _InstanceState:
     """``time.monotonic()`` before which no probe is sent."""
     cancelled: bool = False
     """STT only: its last failure was a client cancellation (see FallbackSTT.emit)."""
+    witnessed: tuple[BaseException, Verdict] | None = None
+    """The last error the instance reported through its own "error" event, classified
+    right then (see :meth:`Health.witness`)."""
 
 
 class SkippedError(APIConnectionError):
@@ -105,9 +108,9 @@ class Health:
 
     def failed(self, instance: Instance, error: BaseException, *, probe: bool) -> Verdict:
         """Classify a failure; record it unless it is a client cancellation."""
-        verdict = self.classify(instance, error)
         index = self._index(instance)
         state = self._states[index]
+        verdict = self._witnessed(state, error) or self.classify(instance, error)
         if verdict.category is Category.CLIENT_CANCELLED:
             _log.info("agent_guard.fallback_cancel_ignored", kind=self._kind.value, instance=index)
             return verdict
@@ -182,6 +185,38 @@ class Health:
         rebuilt = AllFailedError(error.message, verdicts=verdicts)
         return rebuilt, self._states[rebuilt.decisive].error
 
+    # -- instance failures, seen through their own "error" events -------------------------
+
+    def witness(self, instance: Instance) -> Callable[[Any], None]:
+        """A listener for ``instance``'s "error" events (LLM and TTS instances).
+
+        livekit re-raises an instance's error to the adapter only after its own retry
+        loop, and by then ``__context__`` no longer holds the response: the full body,
+        the gateway hint and the quota headers are gone. While the instance emits its
+        "error" event they are still there, so the failure is classified then, and
+        :meth:`failed` uses that verdict for the same error.
+        """
+        return functools.partial(self._on_witnessed, instance)
+
+    def _on_witnessed(self, instance: Instance, event: Any) -> None:
+        try:  # a TypeError escaping a listener breaks livekit's retry loop
+            error = event.error
+            if isinstance(error, BaseException):
+                state = self._states[self._index(instance)]
+                state.witnessed = (error, self.classify(instance, error))
+        except Exception as e:
+            _log.error("agent_guard.hook_failed", error_type=type(e).__name__)
+
+    @staticmethod
+    def _witnessed(state: _InstanceState, error: BaseException) -> Verdict | None:
+        if state.witnessed is None:
+            return None
+        seen, verdict = state.witnessed
+        # The error itself, or livekit's "failed after N attempts" wrapping it.
+        if error is seen or error.__cause__ is seen:
+            return verdict
+        return None
+
     # -- STT: instance failures are seen through their "error" events ---------------------
 
     def listener(self, instance: Instance) -> Callable[[_stt.STTError], None]:
@@ -197,8 +232,9 @@ class Health:
             self._states[self._index(instance)].cancelled = (
                 verdict.category is Category.CLIENT_CANCELLED
             )
-        except Exception:
-            _log.exception("agent_guard.hook_failed")
+        except Exception as e:
+            # Not log.exception: the traceback could carry provider text.
+            _log.error("agent_guard.hook_failed", error_type=type(e).__name__)
 
     def take_cancelled(self, instance: Instance) -> bool:
         state = self._states[self._index(instance)]

@@ -82,6 +82,15 @@ class FallbackLLM(Observable, _llm.FallbackAdapter):
         self._health = Health(
             self._llm_instances, kind=Kind.LLM, classifiers=classifiers, wait=wait
         )
+        # Classified while the instance reports it, with the response still on the chain.
+        self._witnesses = [(i, self._health.witness(i)) for i in self._llm_instances]
+        for instance, witness in self._witnesses:
+            instance.on("error", witness)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        for instance, witness in self._witnesses:
+            instance.off("error", witness)
 
     def chat(
         self,

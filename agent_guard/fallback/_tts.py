@@ -63,6 +63,15 @@ class FallbackTTS(Observable, _tts.FallbackAdapter):
         self._health = Health(
             self._tts_instances, kind=Kind.TTS, classifiers=classifiers, wait=wait
         )
+        # Classified while the instance reports it, with the response still on the chain.
+        self._witnesses = [(i, self._health.witness(i)) for i in self._tts_instances]
+        for instance, witness in self._witnesses:
+            instance.on("error", witness)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        for instance, witness in self._witnesses:
+            instance.off("error", witness)
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_FALLBACK_API_CONNECT_OPTIONS
