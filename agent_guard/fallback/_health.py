@@ -137,11 +137,15 @@ class Health:
             delay = float(self._wait(streak))
             if not delay >= 0:  # NaN included
                 raise ValueError(f"the wait strategy returned {delay!r}")
-        except Exception:
+        except Exception as e:
             # The strategy runs inside livekit's failover loop, on a failure already being
             # handled: it must not replace that failure. The default backoff stands in.
-            _log.exception(
-                "agent_guard.probe_backoff_failed", kind=self._kind.value, instance=index
+            # No traceback: the strategy saw the provider's error and may quote it.
+            _log.error(
+                "agent_guard.probe_backoff_failed",
+                kind=self._kind.value,
+                instance=index,
+                error_type=type(e).__name__,
             )
             return float(DEFAULT_PROBE_WAIT(streak))
         return delay
