@@ -65,6 +65,7 @@ async def session(url: str, base_url: str, key: str, cooldown: float) -> dict[st
         "decided": g.decision is not None,
         "refused": isinstance(error, FleetOpenError),
         "first_frame": out.frames[0].at - asked if out.frames else None,
+        "source": g.farewell.source if g.farewell is not None else None,
     }
 
 
