@@ -9,7 +9,10 @@ Keys (``prefix`` defaults to ``agent_guard:fleet``; ids are :attr:`Account.id`):
 
 * ``{prefix}:open:{id}``: the :class:`OpenState` as JSON, expiring an hour after its
   cool-down (a breaker nobody probes again does not linger for ever);
-* ``{prefix}:probe:{id}``: the probe lease, ``SET NX PX`` (exactly one holder fleet-wide);
+* ``{prefix}:probe:{id}``: the probe lease, ``SET NX PX`` (exactly one holder fleet-wide),
+  granted only for the opening stored under ``open`` (not for one it has replaced), and
+  removed by every opening (a failed probe's re-opening starts a new cool-down, which
+  gets a probe of its own);
 * channel ``{prefix}:events``: ``{"op": "open" | "close", ...}``.
 
 If Redis is unreachable, every process keeps deciding on its own state (logged once per
@@ -47,6 +50,14 @@ local v = redis.call('GET', KEYS[1])
 if v and string.find(v, ARGV[1], 1, true) then redis.call('DEL', KEYS[1]) end
 redis.call('DEL', KEYS[2])
 return redis.call('PUBLISH', KEYS[3], ARGV[2])
+"""
+# The probe lease, granted only for the opening the caller saw cool down (ARGV[2]): a
+# process that has not yet heard of a re-opening must not probe the new cool-down.
+_ACQUIRE = """
+local v = redis.call('GET', KEYS[1])
+if v and not string.find(v, ARGV[2], 1, true) then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]) then return 1 end
+return 0
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -124,7 +135,7 @@ class RedisStore:
         if self._acquiring.get(account_id, 0.0) > now:
             return  # one attempt at a time, at most one a second per account
         self._acquiring[account_id] = now + 1.0
-        self._submit(self._acquire(account_id))
+        self._submit(self._acquire(account_id, state.token))
 
     def release_probe(self, account_id: str) -> None:
         self._submit(self._release(account_id))
@@ -208,7 +219,7 @@ class RedisStore:
                     last_ping = time.monotonic()
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.reset()
+                await pubsub.aclose()
 
     async def _sync(self, client: Redis) -> None:
         """After (re)connecting: load the fleet's openings and publish ours it lacks."""
@@ -252,7 +263,12 @@ class RedisStore:
             return
         ttl = max(1, int((state.until - time.time() + _LINGER) * 1000))
         payload = json.dumps(state.as_dict())
-        await client.set(f"{self._prefix}:open:{key}", payload, px=ttl)
+        # One transaction: the lease of the probe that just failed (if any) must not
+        # outlive the opening it caused, nor be taken again for the old one.
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.set(f"{self._prefix}:open:{key}", payload, px=ttl)
+            pipe.delete(f"{self._prefix}:probe:{key}")
+            await pipe.execute()
         await client.publish(
             self._channel, json.dumps({"op": "open", "id": key, "state": state.as_dict()})
         )
@@ -264,12 +280,11 @@ class RedisStore:
         keys = [f"{self._prefix}:open:{key}", f"{self._prefix}:probe:{key}", self._channel]
         await client.eval(_CLOSE, 3, *keys, token, message)
 
-    async def _acquire(self, key: str) -> None:
+    async def _acquire(self, key: str, token: str) -> None:
         if (client := self._client) is None or self._breaker is None:
             return
-        won = await client.set(
-            f"{self._prefix}:probe:{key}", self._me, nx=True, px=int(PROBE_LEASE * 1000)
-        )
+        keys = [f"{self._prefix}:open:{key}", f"{self._prefix}:probe:{key}"]
+        won = await client.eval(_ACQUIRE, 2, *keys, self._me, token, str(int(PROBE_LEASE * 1000)))
         if won:
             self._breaker.lease_won(key, PROBE_LEASE - 1.0)
 

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
-from agent_guard.fleet import account
+from agent_guard import Category, Kind, Verdict
+from agent_guard.fleet import FleetBreaker, RedisStore, account
 from agent_guard.testing import GatewaySimulator, QuotaExceeded, Reply
 from tests.fleet._redis_server import RedisServer
 
@@ -162,6 +164,64 @@ async def test_exactly_one_probe_fleet_wide(workers: list[Worker], sim: GatewayS
     await asyncio.gather(*(three(w) for w in workers))
     assert billed(sim, before) == ["llm"]
     await all_see(workers, sim, "sk-probe", opened=True)
+
+
+async def test_every_cool_down_gets_its_probe(workers: list[Worker], sim: GatewaySimulator) -> None:
+    """A failed probe re-opens the breaker and gives its lease back with it: after the
+    next cool-down (here shorter than the 15 s lease) the fleet probes again, once."""
+    sim.llm.default = QUOTA
+    await workers[0].session(sim, "sk-reprobe", cooldown=0.5)
+    await all_see(workers, sim, "sk-reprobe", opened=True)
+    for _ in range(2):  # two cool-downs, two failing probes
+        await asyncio.sleep(0.6)
+        before = len(sim.requests)
+        for _ in range(10):
+            await asyncio.gather(*(w.session(sim, "sk-reprobe", cooldown=0.5) for w in workers))
+            if billed(sim, before):
+                break
+        assert billed(sim, before) == ["llm"]
+        await all_see(workers, sim, "sk-reprobe", opened=True)
+
+
+async def test_no_lease_for_an_opening_already_replaced(redis_server: RedisServer) -> None:
+    """A process that has not yet heard of a re-opening (its cache still holds the old,
+    cooled-down opening) cannot take the probe lease: the new cool-down is not over."""
+    prefix = "agent_guard:test-stale"
+    store = RedisStore(redis_server.url, prefix=prefix)
+    breaker = FleetBreaker("stale", store)
+    breaker.start()
+    client = Redis.from_url(redis_server.url)
+    try:
+
+        async def connected() -> bool:
+            return store.connected
+
+        await until(connected)
+        acct = account("127.0.0.1:1", "http://127.0.0.1:1/v1", "sk-stale", key=b"k")
+        quota = Verdict(
+            kind=Kind.LLM, category=Category.QUOTA_EXHAUSTED, terminal=True, counts=True
+        )
+        breaker.failed(acct, quota, cooldown=0.01)
+        stale = breaker.states[acct.id]
+        breaker.failed(acct, quota, cooldown=30.0)  # re-opened: a new cool-down, a new token
+        current = breaker.states[acct.id]
+        assert current.token != stale.token
+        opened = f"{prefix}:open:{acct.id}".encode()
+
+        async def stored() -> bool:
+            return current.token.encode() in (await client.get(opened) or b"")
+
+        await until(stored)
+        probe = f"{prefix}:probe:{acct.id}"
+        store.want_probe(acct.id, stale)
+        await asyncio.sleep(0.3)
+        assert await client.get(probe) is None
+        store._acquiring.clear()  # its one-attempt-a-second throttle, not under test
+        store.want_probe(acct.id, current)  # the control: the opening in Redis gets it
+        await until(lambda: client.exists(probe))
+    finally:
+        store.stop()
+        await client.aclose()
 
 
 async def test_recovery_closes_everywhere(workers: list[Worker], sim: GatewaySimulator) -> None:
