@@ -219,7 +219,7 @@ class RedisStore:
                     last_ping = time.monotonic()
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _sync(self, client: Redis) -> None:
         """After (re)connecting: load the fleet's openings and publish ours it lacks."""
