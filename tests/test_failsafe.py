@@ -478,6 +478,24 @@ class TestLivekitContract:
         await closed(g)
         assert seen == [(True, False), (False, False)]
 
+    async def test_a_listener_flipping_the_flag_does_not_veto(self, sim: GatewaySimulator) -> None:
+        """Item 17, the deliberate difference (README, Policy, hooks): under stock livekit
+        `ev.error.recoverable = True` in a listener keeps the session open; under the guard
+        the verdict decides, and a hook is the way to veto."""
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(farewell_timeout=2.0))
+
+        def keep_open(ev: Any) -> None:
+            ev.error.recoverable = True
+
+        session.on("error", keep_open)
+        await start(session)
+        await turn(session, "hi")
+        ev = await closed(g)
+        assert ev.reason is CloseReason.ERROR
+        assert g.decision is not None and g.decision.reason is Reason.TERMINAL
+
     async def test_error_emitted_by_the_app_is_not_a_provider_failure(
         self, sim: GatewaySimulator
     ) -> None:
