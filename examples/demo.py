@@ -85,14 +85,14 @@ async def scenario(run: Run, session: AgentSession[Any]) -> None:
         run.errors.append(ev)
         err = ev.error
         verdict = ""
-        if run.guard is not None and run.guard.verdicts:
-            v = run.guard.verdicts[-1]
+        decision = run.guard.decision if run.guard is not None else None
+        if decision is not None and not err.recoverable:
+            # The guard shows an app's listeners the deciding error once more, final,
+            # before it closes (as livekit's last attempt would have been).
+            v = decision.verdict
             verdict = f" -> verdict {v.category.value}{' (terminal)' if v.terminal else ''}"
-            flag = v.recoverable  # livekit's flag, before the guard took the decision over
-        else:
-            flag = err.recoverable
         status = getattr(err.error, "status_code", "?")
-        run.note(f"error event: {err.type} HTTP {status}, recoverable={flag}{verdict}")
+        run.note(f"error event: {err.type} HTTP {status}, recoverable={err.recoverable}{verdict}")
 
     def on_close(ev: CloseEvent) -> None:
         run.close, run.closed_at = ev, time.monotonic()
