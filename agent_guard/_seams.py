@@ -36,6 +36,11 @@ Other upstream behaviour the guard's design rests on (public, but easy to miss):
 * ``say(..., audio=frames)`` never touches TTS; a failed TTS ``say`` resolves its handle
   as if it had played; ``wait_for_playout`` is shielded.
 * ``Agent(tts=...)`` overrides the session's TTS for that agent (:func:`speaking_tts`).
+* ``generate_reply()`` keeps none of its arguments where a listener can read them (the
+  ``SpeechHandle`` does not), and its ``user_input`` joins the agent's chat context as
+  soon as the reply is scheduled: the watchdog records an app's arguments as the call
+  returns (:func:`record_replies`) and retries a stalled reply with them, minus the
+  ``user_input`` already in the context.
 
 ``tests/test_seams.py`` fails if upstream renames or reshapes any private attribute used
 here, and each has a public fallback, so a changed upstream degrades (a
@@ -46,11 +51,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from livekit.agents import AgentSession, CloseReason, tts
+from livekit.agents.voice import SpeechHandle
 
 from agent_guard._log import log
 
@@ -62,6 +69,7 @@ __all__ = [
     "intercept_errors",
     "is_closing",
     "model_of",
+    "record_replies",
     "silence_llm",
     "speaking_tts",
 ]
@@ -101,6 +109,27 @@ def intercept_errors(session: AgentSession[Any], handler: Callable[[Any], None])
     # self._session._on_error, which finds it first.
     session._on_error = handler  # type: ignore[method-assign, assignment]
     return True
+
+
+def record_replies(
+    session: AgentSession[Any], record: Callable[[SpeechHandle, dict[str, Any]], None]
+) -> None:
+    """Call ``record(handle, kwargs)`` after each ``session.generate_reply(**kwargs)``.
+
+    An instance attribute shadowing the class's method, for this session only. ``record``
+    runs after livekit returned the handle and must not raise into the app's call.
+    """
+    original = session.generate_reply
+
+    @functools.wraps(original)
+    def generate_reply(*args: Any, **kwargs: Any) -> SpeechHandle:
+        handle = original(*args, **kwargs)
+        if not args:  # keyword-only in livekit; anything else is not ours to replay
+            with contextlib.suppress(Exception):
+                record(handle, kwargs)
+        return handle
+
+    session.generate_reply = generate_reply  # type: ignore[method-assign]
 
 
 def model_of(session: AgentSession[Any], kind: str) -> Any:

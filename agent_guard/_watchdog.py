@@ -117,6 +117,12 @@ class Watchdog:
         self._spawn_ref = weakref.WeakMethod(spawn)
         self._decider = decider
         self._replies: dict[SpeechHandle, _Reply] = {}
+        # The app's generate_reply() arguments, by the handle they made: a retry asks the
+        # same (its instructions, tools, tool choice), not a bare generate_reply().
+        self._asked: weakref.WeakKeyDictionary[SpeechHandle, dict[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        _seams.record_replies(session, _record_into(self._asked))
         self._own: weakref.WeakSet[SpeechHandle] = weakref.WeakSet()
         self._tools: set[str] = set()
         self._acting: asyncio.Task[None] | None = None
@@ -398,9 +404,11 @@ class Watchdog:
             counts = retrying.counts
         error = StallError(kind, what, waited=waited, counts=counts)
         retry = self._policy.stall_retry and not self._retry_spent and retrying is None
-        self._enter(kind, error, retry=retry)
+        self._enter(kind, error, retry=retry, again=_again(self._asked.get(reply.handle)))
 
-    def _enter(self, kind: Kind, error: StallError, *, retry: bool) -> None:
+    def _enter(
+        self, kind: Kind, error: StallError, *, retry: bool, again: dict[str, Any] | None = None
+    ) -> None:
         session = self._session_ref()
         if session is None:
             return
@@ -417,9 +425,11 @@ class Watchdog:
             return
         if retry:
             self._retry_spent = True
-        self._acting = self._spawn(self._act(kind, error.verdict, retry=retry))
+        self._acting = self._spawn(self._act(kind, error.verdict, retry=retry, again=again or {}))
 
-    async def _act(self, kind: Kind, verdict: Verdict, *, retry: bool) -> None:
+    async def _act(
+        self, kind: Kind, verdict: Verdict, *, retry: bool, again: dict[str, Any]
+    ) -> None:
         session = self._session_ref()
         if session is None:
             return
@@ -439,7 +449,7 @@ class Watchdog:
             )
         if retry and not self._decided() and kind is not Kind.STT:
             with contextlib.suppress(RuntimeError):
-                session.generate_reply()
+                session.generate_reply(**again)
 
     def _prepare(self) -> None:
         """Decode (or synthesise) the notice ahead, so a stall never waits for it."""
@@ -457,3 +467,27 @@ class Watchdog:
         ):
             text = message if isinstance(message, str) else message.text
             self._spawn(presynthesize(engine, [text], limit=30.0))
+
+
+def _record_into(
+    asked: weakref.WeakKeyDictionary[SpeechHandle, dict[str, Any]],
+) -> Callable[[SpeechHandle, dict[str, Any]], None]:
+    # Not a bound method: the session keeps this alive, and must not keep the watchdog.
+    def record(handle: SpeechHandle, kwargs: dict[str, Any]) -> None:
+        asked[handle] = kwargs
+
+    return record
+
+
+def _again(kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What to ask again for a stalled reply made by ``generate_reply(**kwargs)``.
+
+    Its ``user_input`` is already in the agent's chat context (livekit adds it once the
+    reply is scheduled), so asking it again would say it twice; unless the app passed its
+    own ``chat_ctx``: the request is built from that context, which does not have it.
+    """
+    if not kwargs:
+        return None
+    if "chat_ctx" in kwargs:
+        return dict(kwargs)
+    return {k: v for k, v in kwargs.items() if k != "user_input"}

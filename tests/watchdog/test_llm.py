@@ -14,6 +14,7 @@ from agent_guard.testing import (
     GatewaySimulator,
     Hang,
     RateLimited,
+    RecordedRequest,
     Reply,
     StreamError,
 )
@@ -162,4 +163,28 @@ class TestRetriedFailures:
         assert not any(v.counts for v in g.verdicts)
         assert len(sim.requests_for("llm")) == 4  # no retry of the guard's own
         assert g.decision is None
+        await session.aclose()
+
+
+class TestRetryAsksTheSame:
+    """The retry of a stalled ``generate_reply()`` asks what the app asked."""
+
+    @staticmethod
+    def messages(request: RecordedRequest) -> list[tuple[str, str]]:
+        assert request.json is not None
+        return [(m["role"], str(m["content"])) for m in request.json["messages"]]
+
+    async def test_instructions_are_asked_again(self, sim: GatewaySimulator) -> None:
+        sim.llm.script(Hang(after_headers=True), Reply("Hello Ada."))
+        session, g, _out = await guarded_session(sim)
+
+        session.generate_reply(user_input="who am I?", instructions="Greet the caller as Ada.")
+        await wait_until(lambda: "Hello Ada." in chat_texts(session))
+
+        first, retry = sim.requests_for("llm")
+        assert self.messages(retry) == self.messages(first)
+        assert any("Greet the caller as Ada." in text for _, text in self.messages(retry))
+        # The caller's words once: livekit committed them with the stalled reply.
+        assert sum("who am I?" in text for _, text in self.messages(retry)) == 1
+        assert [v.category for v in g.verdicts] == [Category.STALLED]
         await session.aclose()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from livekit.agents import AgentSession
 from livekit.agents.metrics import LLMMetrics
+from livekit.agents.voice import SpeechHandle
 
+from agent_guard import _seams
 from agent_guard.testing import GatewaySimulator, Reply
+from tests.conftest import make_session, start
 from tests.watchdog.helpers import guarded_session, wait_until
 
 
@@ -49,4 +53,25 @@ async def test_reply_heard_means_speaking_while_current(sim: GatewaySimulator) -
 
     assert current == [handle]
     assert out.frames
+    await session.aclose()
+
+
+def test_generate_reply_is_keyword_only() -> None:
+    """``_seams.record_replies`` replays the keyword arguments of ``generate_reply``: a
+    positional parameter upstream would be one it cannot replay."""
+    params = list(inspect.signature(AgentSession.generate_reply).parameters.values())[1:]
+    assert params and all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
+    assert {"user_input", "instructions", "tool_choice", "chat_ctx"} <= {p.name for p in params}
+
+
+async def test_record_replies_keeps_the_call_intact(sim: GatewaySimulator) -> None:
+    """The shadowing method returns livekit's handle and passes every argument on."""
+    session = make_session(sim)
+    seen: list[tuple[object, dict[str, object]]] = []
+    _seams.record_replies(session, lambda h, kw: seen.append((h, kw)))
+    await start(session)
+    handle = session.generate_reply(user_input="hi", instructions="Be kind.")
+    assert isinstance(handle, SpeechHandle)
+    assert seen == [(handle, {"user_input": "hi", "instructions": "Be kind."})]
+    await handle
     await session.aclose()
