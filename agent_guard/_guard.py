@@ -12,7 +12,7 @@ import asyncio
 import collections
 import contextlib
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from livekit.agents import AgentSession, CloseEvent, ErrorEvent
@@ -29,13 +29,10 @@ from agent_guard._message import static_texts
 from agent_guard._playback import FarewellResult
 from agent_guard._policy import GuardPolicy
 from agent_guard._teardown import teardown
-from agent_guard._verdict import Kind, Verdict
+from agent_guard._verdict import Category, Kind, Verdict
 from agent_guard._watchdog import Watchdog
 
 __all__ = ["Guard", "guard", "guarded"]
-
-#: Verdict history kept per guard: an error storm must not grow memory without bound.
-MAX_VERDICTS = 1000
 
 _GUARDS: weakref.WeakKeyDictionary[AgentSession[Any], Guard] = weakref.WeakKeyDictionary()
 
@@ -95,7 +92,11 @@ class Guard:
         # back would keep every guarded session (history, events) alive for ever.
         self._session_ref = weakref.ref(session)
         self._policy = policy
-        self._verdicts: collections.deque[Verdict] = collections.deque(maxlen=MAX_VERDICTS)
+        # The last few verdicts and a count of all: an error storm must not grow memory.
+        self._verdicts: collections.deque[Verdict] = collections.deque(
+            maxlen=policy.recent_verdicts
+        )
+        self._counts: dict[tuple[Kind, Category], int] = {}
         self._decider = Decider(policy.tolerances)
         self._hooks = HookChain(policy.hooks, timeout=policy.hook_timeout)
         self._farewell: FarewellResult | None = None
@@ -156,8 +157,13 @@ class Guard:
 
     @property
     def verdicts(self) -> tuple[Verdict, ...]:
-        """Every verdict so far, oldest first (the last :data:`MAX_VERDICTS`)."""
+        """The latest verdicts, oldest first: at most ``policy.recent_verdicts`` of them."""
         return tuple(self._verdicts)
+
+    @property
+    def verdict_counts(self) -> Mapping[str, int]:
+        """Every verdict so far, counted per ``"<kind>.<category>"`` (``"llm.rate_limited"``)."""
+        return {f"{k.value}.{c.value}": n for (k, c), n in sorted(self._counts.items())}
 
     @property
     def decision(self) -> Decision | None:
@@ -244,6 +250,8 @@ class Guard:
         self, verdict: Verdict, error: Any, ticket: int, emitted_recoverable: bool
     ) -> None:
         self._verdicts.append(verdict)
+        key = (verdict.kind, verdict.category)
+        self._counts[key] = self._counts.get(key, 0) + 1
         if self._close_event is not None:
             return
         decision = self._decider.decide(verdict, ticket)

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_STALL_AUDIO",
     "DEFAULT_STALL_MESSAGE",
     "MAX_FAREWELL_TIMEOUT",
+    "MAX_RECENT_VERDICTS",
     "MAX_STALL_TIMEOUT",
     "Farewell",
     "FarewellAudio",
@@ -50,6 +51,10 @@ MAX_FAREWELL_TIMEOUT = 30.0
 
 #: The watchdog never lets a caller wait longer than this in silence.
 MAX_STALL_TIMEOUT = 60.0
+
+#: ``GuardPolicy.recent_verdicts`` is at most this: a verdict history is for reading the
+#: last few failures, and every verdict kept costs memory per session (about 1 KB).
+MAX_RECENT_VERDICTS = 1000
 
 FarewellAudio: TypeAlias = (
     str
@@ -239,6 +244,10 @@ class GuardPolicy:
             account is exhausted (quota, payment, auth), no request is sent to it.
         fleet_cooldown: Seconds an opened breaker waits before one probe, when the
             provider gave no Retry-After or reset time. Bounded by 24 h.
+        recent_verdicts: How many of the latest verdicts ``Guard.verdicts`` keeps
+            (default 10, at most :data:`MAX_RECENT_VERDICTS`, 0 keeps none). Every
+            verdict is still counted in ``Guard.verdict_counts``: an error storm costs
+            a guarded session no memory per event.
     """
 
     error_message: NotGivenOr[str | MessageFactory | None] = NOT_GIVEN
@@ -258,6 +267,7 @@ class GuardPolicy:
     stall_retry: bool = True
     fleet: FleetSpec = "memory"
     fleet_cooldown: float = 60.0
+    recent_verdicts: int = 10
 
     def __post_init__(self) -> None:
         msg = self.error_message
@@ -282,6 +292,11 @@ class GuardPolicy:
             raise PolicyError(f"signal must be a FrontendSignal or None, got {self.signal!r}")
         check_spec(self.fleet)
         _check_seconds("fleet_cooldown", self.fleet_cooldown, upper=MAX_COOLDOWN)
+        kept = self.recent_verdicts
+        if type(kept) is not int or not 0 <= kept <= MAX_RECENT_VERDICTS:
+            raise PolicyError(
+                f"recent_verdicts must be an int from 0 to {MAX_RECENT_VERDICTS}, got {kept!r}"
+            )
         if self.stall_timeout is not None:
             _check_seconds("stall_timeout", self.stall_timeout, upper=MAX_STALL_TIMEOUT)
         notice = self.stall_message

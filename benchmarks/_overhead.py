@@ -34,7 +34,6 @@ from livekit.agents import Agent, AgentSession, ErrorEvent, llm
 from livekit.plugins import openai
 
 from agent_guard import GuardPolicy, Kind, Tolerance, guard
-from agent_guard._guard import MAX_VERDICTS
 from agent_guard.testing import GatewaySimulator
 from benchmarks import _errors
 from benchmarks._report import environment, percentile, table
@@ -426,7 +425,7 @@ async def run() -> str:
             " `LLMError(recoverable=True)` events each",
             "  through the session path. *stock* grows because livekit keeps every",
             "  `ErrorEvent` in `AgentSession._recorded_events` (unbounded, for the session",
-            "  report). The guard's share is its verdict history, capped at",
-            f"  `MAX_VERDICTS = {MAX_VERDICTS}` per session.",
+            "  report). The guard keeps counters and its latest",
+            f"  `recent_verdicts = {GuardPolicy().recent_verdicts}` verdicts per session.",
         ]
     )

@@ -620,6 +620,7 @@ class TestGuardCallAndPolicy:
         for _ in range(5000):
             model.emit("error", llm_error(error, recoverable=True))
         await asyncio.sleep(0.2)
-        assert len(g.verdicts) == 1000  # the bounded history, all classified
+        assert g.verdict_counts == {"llm.unknown": 5000}  # all classified and counted
+        assert len(g.verdicts) == g.policy.recent_verdicts  # only the latest kept
         assert 2 <= len(calls) <= 6
         await session.aclose()

@@ -141,6 +141,20 @@ class TestTransient:
         assert not any(v.terminal for v in g.verdicts)
         await session.aclose()
 
+    async def test_history_keeps_the_latest_and_counts_all(self, sim: GatewaySimulator) -> None:
+        """`recent_verdicts` bounds the history; `verdict_counts` counts every verdict."""
+        sim.llm.default = RateLimited()
+        session = make_session(sim, retry_interval=0.05)
+        g = guard(session, GuardPolicy(recent_verdicts=3))
+        await start(session)
+        await turn(session, "hi")
+
+        assert len(sim.requests_for("llm")) == 4
+        assert [v.category for v in g.verdicts] == [Category.RATE_LIMITED] * 3
+        assert [v.recoverable for v in g.verdicts] == [True, True, False]  # the last three
+        assert g.verdict_counts == {"llm.rate_limited": 4}
+        await session.aclose()
+
     @pytest.mark.parametrize(
         "body",
         [

@@ -24,6 +24,7 @@ class TestGuardPolicy:
         assert p.farewell_audio is None
         assert p.farewell_timeout == 8.0
         assert all(p.tolerances[k] == Tolerance(max_failures=3) for k in Kind)
+        assert p.recent_verdicts == 10
 
     @pytest.mark.parametrize(
         ("kwargs", "match"),
@@ -45,6 +46,10 @@ class TestGuardPolicy:
             ({"tolerances": {"vision": Tolerance()}}, "unknown kind"),
             ({"tolerances": {"llm": 3}}, "Tolerance"),
             ({"tolerances": [1]}, "mapping"),
+            ({"recent_verdicts": -1}, "recent_verdicts"),
+            ({"recent_verdicts": 1001}, "recent_verdicts"),
+            ({"recent_verdicts": 2.0}, "recent_verdicts"),
+            ({"recent_verdicts": True}, "recent_verdicts"),
         ],
         ids=lambda v: str(v) if isinstance(v, str) else None,
     )

@@ -36,7 +36,6 @@ from livekit.plugins import openai
 from structlog.testing import capture_logs
 
 from agent_guard import Category, Guard, GuardPolicy, guard
-from agent_guard._guard import MAX_VERDICTS
 from agent_guard._policy import DEFAULT_ERROR_MESSAGE
 from agent_guard.testing import (
     CaptureAudioOutput,
@@ -348,8 +347,13 @@ def _llm_decision_and_fell_back(run: Run) -> None:
 
 
 def _storm_bounded(run: Run) -> None:
-    # 1,000 classified events (the history is bounded), one decision, on the terminal one.
-    assert len(run.guard.verdicts) == min(1000, MAX_VERDICTS)
+    # 1,000 classified events (counted; only the latest kept), one decision, on the terminal one.
+    assert run.guard.verdict_counts == {
+        "llm.client_cancelled": 250,
+        "llm.quota_exhausted": 1,
+        "llm.rate_limited": 749,
+    }
+    assert len(run.guard.verdicts) == run.guard.policy.recent_verdicts
     decision = run.guard.decision
     assert decision is not None and decision.verdict.terminal
     assert decision.verdict.category.value == "quota_exhausted"
