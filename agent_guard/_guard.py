@@ -120,11 +120,11 @@ class Guard:
         if not _seams.intercept_errors(session, self._on_model_error):
             # No seam: a first-registered listener (livekit runs them in order, before the
             # built-in counter) that flips the shared flag.
-            session.on("error", self._on_error_event)
-        session.on("close", self._on_close)
-        session.on("agent_state_changed", self._on_agent_state)
-        session.on("user_input_transcribed", self._on_transcript)
-        session.on("speech_created", self._on_speech_created)
+            session.on("error", _seams.listener(self._on_error_event))
+        session.on("close", _seams.listener(self._on_close))
+        session.on("agent_state_changed", _seams.listener(self._on_agent_state))
+        session.on("user_input_transcribed", _seams.listener(self._on_transcript))
+        session.on("speech_created", _seams.listener(self._on_speech_created))
         # watchdog: dead air (failures that raise nothing, or too late) enters through
         # _observe like any failure; None when policy.stall_timeout is None.
         self._watchdog = (

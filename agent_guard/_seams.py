@@ -41,6 +41,11 @@ Other upstream behaviour the guard's design rests on (public, but easy to miss):
   soon as the reply is scheduled: the watchdog records an app's arguments as the call
   returns (:func:`record_replies`) and retries a stalled reply with them, minus the
   ``user_input`` already in the context.
+* ``rtc.EventEmitter.emit`` calls ``inspect.signature()`` on every listener at every
+  emit, to pass it only the arguments it takes: tens of microseconds for a bound method,
+  as much as livekit's own handling of an error event. :func:`listener` hands it a precomputed
+  signature instead, which ``inspect.signature()`` returns at once (PEP 362's
+  ``__signature__``).
 
 ``tests/test_seams.py`` fails if upstream renames or reshapes any private attribute used
 here, and each has a public fallback, so a changed upstream degrades (a
@@ -68,6 +73,7 @@ __all__ = [
     "has_started",
     "intercept_errors",
     "is_closing",
+    "listener",
     "model_of",
     "record_replies",
     "silence_llm",
@@ -130,6 +136,24 @@ def record_replies(
         return handle
 
     session.generate_reply = generate_reply  # type: ignore[method-assign]
+
+
+class listener:
+    """``callback`` as a livekit event listener that is cheap to dispatch to (module doc).
+
+    Called with the event's one argument, as livekit would call ``callback``.
+    """
+
+    __slots__ = ("_callback",)
+    __signature__ = inspect.Signature(
+        [inspect.Parameter("event", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    )
+
+    def __init__(self, callback: Callable[[Any], object]) -> None:
+        self._callback = callback
+
+    def __call__(self, event: Any) -> None:
+        self._callback(event)
 
 
 def model_of(session: AgentSession[Any], kind: str) -> Any:

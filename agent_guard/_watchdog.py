@@ -224,7 +224,7 @@ class Watchdog:
             except Exception as e:
                 log.error("agent_guard.watchdog_failed", error_type=type(e).__name__)
 
-        return run
+        return _seams.listener(run)
 
     def _on_speech_created(self, ev: Any) -> None:
         handle = ev.speech_handle

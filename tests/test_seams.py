@@ -133,3 +133,37 @@ class TestSilenceAndPlayback:
             ev = await waiting
         assert ev.interrupted
         assert out._pending_playback_count == 0
+
+
+class TestListener:
+    """_seams.listener: a callback livekit's EventEmitter dispatches to without inspecting it."""
+
+    def test_event_reaches_the_callback(self) -> None:
+        """The emitted event (and only it) is passed on, as livekit passes it to a method."""
+        from livekit import rtc
+
+        got: list[object] = []
+
+        class Owner:
+            def on_event(self, ev: object) -> None:
+                got.append(ev)
+
+        emitter: rtc.EventEmitter[str] = rtc.EventEmitter()
+        wrapped = _seams.listener(Owner().on_event)
+        emitter.on("x", wrapped)
+        emitter.emit("x", "ev1")
+        emitter.emit("x", "ev2", "extra")  # livekit passes what the signature takes
+        assert got == ["ev1", "ev2"]
+        emitter.off("x", wrapped)
+        emitter.emit("x", "ev3")
+        assert got == ["ev1", "ev2"]
+
+    def test_signature_is_precomputed(self) -> None:
+        """inspect.signature() returns the class's signature at once, not the method's."""
+
+        class Owner:
+            def on_event(self, ev: object) -> None: ...
+
+        wrapped = _seams.listener(Owner().on_event)
+        assert inspect.signature(wrapped) is _seams.listener.__signature__
+        assert list(inspect.signature(wrapped).parameters) == ["event"]

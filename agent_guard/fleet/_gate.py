@@ -28,6 +28,7 @@ from livekit.agents import AgentSession, llm, tts
 from livekit.agents._exceptions import APIError
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
+from agent_guard import _seams
 from agent_guard._classify import classify
 from agent_guard._facts import Classifier
 from agent_guard._log import log
@@ -173,8 +174,8 @@ def gate(
         _wrap(model, "synthesize", _tts_synthesize(g, model))
         _wrap(model, "stream", _tts_stream(g, model))
     emitter: Any = model
-    emitter.on("error", g.on_error)
-    emitter.on("metrics_collected", g.on_metrics)
+    emitter.on("error", _seams.listener(g.on_error))
+    emitter.on("metrics_collected", _seams.listener(g.on_metrics))
     _GATES[model] = g
     breaker.register(account)
     return g
