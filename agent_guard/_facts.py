@@ -21,6 +21,7 @@ import pydantic
 from livekit.agents import APIError, APIStatusError
 
 from agent_guard._redact import ELLIPSIS, redact, sanitize_hint
+from agent_guard._redact import window_size as _redact_window
 from agent_guard._verdict import (
     PUBLIC_MESSAGES,
     TERMINAL_CATEGORIES,
@@ -28,6 +29,7 @@ from agent_guard._verdict import (
     Kind,
     QuotaInfo,
     Verdict,
+    pending_detail,
 )
 
 __all__ = [
@@ -454,7 +456,14 @@ def _detail(facts: ErrorFacts) -> str:
         extra = extra[:_MAX_MESSAGE]
         if extra not in text:
             text = f"{text}: {extra}" if text else extra
-    described = redact(f"{type(error).__name__}: {text}", limit=2 * _DETAIL_LIMIT)
+    # Redacted when first read (most verdicts of a storm never are). Kept to what
+    # redact() would look at: its window, and one more character to tell it was cut.
+    described = f"{type(error).__name__}: {text}"
+    return pending_detail(described[: _redact_window(2 * _DETAIL_LIMIT) + 1], _finish_detail)
+
+
+def _finish_detail(described: str) -> str:
+    described = redact(described, limit=2 * _DETAIL_LIMIT)
     if len(described) <= _DETAIL_LIMIT:
         return described
     head = described[: _DETAIL_LIMIT - 1]

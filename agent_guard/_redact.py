@@ -99,6 +99,11 @@ _ANGLE = re.compile(r"[<>]")
 _WHITESPACE = re.compile(r"\s+")
 
 
+def window_size(limit: int) -> int:
+    """How much of a text :func:`redact` with ``limit`` looks at: the rest is cut."""
+    return max(limit, 64) * 4
+
+
 def _window(text: str, limit: int) -> tuple[str, bool]:
     """Cut ``text`` to a regex-safe window, never ending inside a possible secret.
 
@@ -108,7 +113,7 @@ def _window(text: str, limit: int) -> tuple[str, bool]:
     Returns:
         The window, and whether anything was cut.
     """
-    size = max(limit, 64) * 4
+    size = window_size(limit)
     if len(text) <= size:
         return text, False
     window = text[:size]

@@ -8,10 +8,10 @@ can echo API keys, so only redacted text leaves classification.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 __all__ = [
     "Category",
@@ -143,6 +143,22 @@ class Verdict:
         # and the teardown: a wrong type found there, after the decision, could keep a
         # decided session from closing. So it is normalised or rejected here, where the
         # hook or classifier that built it is blamed (and skipped) instead.
+        status = self.status_code
+        detail = _DETAIL_SLOT.__get__(self, Verdict)  # not the property: that would redact
+        if (
+            type(self.kind) is Kind
+            and type(self.category) is Category
+            and type(self.terminal) is bool
+            and type(self.counts) is bool
+            and type(self.recoverable) is bool
+            and (self.provider is None or type(self.provider) is str)
+            and (self.hint is None or type(self.hint) is str)
+            and type(self.public_message) is str
+            and (type(detail) is str or type(detail) is _Pending)
+            and (status is None or (type(status) is int and 100 <= status <= 599))
+            and (self.quota is None or type(self.quota) is QuotaInfo)
+        ):
+            return  # every verdict the classifiers build: nothing to normalise
         if type(self.kind) is not Kind:
             object.__setattr__(self, "kind", _enum(Kind, self.kind, "kind"))
         if type(self.category) is not Category:
@@ -154,10 +170,10 @@ class Verdict:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"Verdict.{name} must be a str or None, got {value!r}")
-        for name in ("public_message", "detail"):
-            if not isinstance(getattr(self, name), str):
-                raise TypeError(f"Verdict.{name} must be a str, got {getattr(self, name)!r}")
-        status = self.status_code
+        if not isinstance(self.public_message, str):
+            raise TypeError(f"Verdict.public_message must be a str, got {self.public_message!r}")
+        if not isinstance(detail, str | _Pending):
+            raise TypeError(f"Verdict.detail must be a str, got {detail!r}")
         if status is not None and (type(status) is not int or not 100 <= status <= 599):
             raise TypeError(f"Verdict.status_code must be an HTTP status or None, got {status!r}")
         if self.quota is not None and not isinstance(self.quota, QuotaInfo):
@@ -165,6 +181,9 @@ class Verdict:
 
     def replace(self, **changes: Any) -> Verdict:
         """Return a copy with ``changes`` (used by hooks that override a decision)."""
+        if "detail" not in changes:
+            # A detail not read yet stays so in the copy (and is redacted once for both).
+            changes["detail"] = _DETAIL_SLOT.__get__(self, Verdict)
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
@@ -175,3 +194,62 @@ class Verdict:
         if self.quota is not None:
             data["quota"]["usage"] = dict(self.quota.usage)
         return data
+
+
+class _Pending:
+    """A detail to redact when it is first read (see :func:`pending_detail`)."""
+
+    __slots__ = ("_finish", "_result", "_text")
+
+    def __init__(self, text: str, finish: Callable[[str], str]) -> None:
+        self._text = text
+        self._finish: Callable[[str], str] | None = finish
+        self._result = ""
+
+    def text(self) -> str:
+        # Shared by a verdict and its replace() copies: redacted once, for all of them.
+        if self._finish is not None:
+            try:
+                self._result = self._finish(self._text)
+            except Exception:
+                self._result = ""  # never the unredacted text
+            self._finish, self._text = None, ""
+        return self._result
+
+
+def pending_detail(text: str, finish: Callable[[str], str]) -> str:
+    """A ``Verdict.detail`` that is ``finish(text)`` (the redaction), computed on first read.
+
+    Most verdicts of a storm are never read past their category (the logs filter INFO,
+    the decision reads ``terminal``): redaction is the dearest part of a classification,
+    so it is paid when the detail is read (a log line, ``as_dict()``, ``repr()``, ``==``),
+    once. ``text`` must be bounded and hold no reference to the error.
+    """
+    return cast(str, _Pending(text, finish))
+
+
+# Verdict.detail is a dataclass field stored in its slot; reading it goes through this
+# property, which swaps a _Pending for the redacted text on first read. Writing still
+# needs object.__setattr__ (dataclasses' __init__ and __setstate__ do), as for any field.
+_DETAIL_SLOT: Any = Verdict.__dict__["detail"]
+
+
+def _read_detail(verdict: Verdict) -> str:
+    value = _DETAIL_SLOT.__get__(verdict, Verdict)
+    if type(value) is _Pending:
+        value = value.text()
+        _DETAIL_SLOT.__set__(verdict, value)
+    return cast(str, value)
+
+
+def _write_detail(verdict: Verdict, value: str) -> None:
+    _DETAIL_SLOT.__set__(verdict, value)
+
+
+type.__setattr__(
+    Verdict,
+    "detail",
+    property(
+        _read_detail, _write_detail, doc="Redacted, bounded description of the error for logs."
+    ),
+)
