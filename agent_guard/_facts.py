@@ -152,7 +152,7 @@ def _walk(error: BaseException) -> tuple[BaseException, ...]:
         except SAFE_ERRORS:  # a subclass may make them raising properties
             continue
         for linked in links:
-            if isinstance(linked, BaseException) and id(linked) not in seen:
+            if linked is not None and isinstance(linked, BaseException) and id(linked) not in seen:
                 if len(chain) == _MAX_CHAIN:
                     return tuple(chain)
                 seen.add(id(linked))
@@ -195,6 +195,10 @@ def _decode_body(value: object) -> Mapping[str, Any] | str | None:
         return _plain_mapping(value)
     if type(value) is str:
         return _decode_text(value)
+    if type(value) is bytes:  # an httpx response's .content
+        if len(value) > _MAX_BODY_BYTES:
+            return None
+        return _decode_text(value.decode("utf-8", errors="replace"))
     if isinstance(value, pydantic.BaseModel):
         # livekit's realtime model raises APIError(body=<openai RealtimeError model>).
         try:
@@ -218,6 +222,8 @@ def _decode_text(value: str) -> Mapping[str, Any] | str | None:
             parsed = json.loads(value)
         except (ValueError, RecursionError):
             parsed = None
+        if type(parsed) is dict and len(parsed) <= _MAX_BODY_ITEMS:
+            return parsed  # fresh, and JSON keys are strings: already a plain mapping
         if isinstance(parsed, dict):
             return _plain_mapping(parsed)
     return value[:_MAX_MESSAGE]
@@ -233,21 +239,20 @@ def _response_body(response: object) -> Mapping[str, Any] | None:
     return None
 
 
-def _header_items(holder: object) -> list[tuple[str, str]]:
+def _add_headers(holder: object, into: dict[str, str]) -> None:
+    """Add ``holder.headers`` to ``into`` (lower-cased names; a name already there stays)."""
     headers = safe_getattr(holder, "headers")
     if headers is None:  # exceptions mostly have none: skip the second lookup
-        return []
+        return
     items = safe_getattr(headers, "items")
     if not callable(items):
-        return []
-    pairs = []
+        return
     try:
         for key, value in islice(items(), _MAX_HEADERS):
             if isinstance(key, str) and isinstance(value, str):  # aiohttp's keys are istr
-                pairs.append((key.lower(), value[:_MAX_HEADER_VALUE]))
+                into.setdefault(key.lower(), value[:_MAX_HEADER_VALUE])
     except SAFE_ERRORS:
-        return pairs
-    return pairs
+        return
 
 
 def safe_str(error: BaseException) -> str:
@@ -331,14 +336,12 @@ def facts_from(
                 mapping_body = body
             elif text_body is None:
                 text_body = body
-        for key, value in _header_items(current):
-            headers.setdefault(key, value)
+        _add_headers(current, headers)
         # openai.APIStatusError and the httpx HTTPStatusError on its __context__ share
         # one response: decode its headers and parse its body once.
         if response is not None and id(response) not in responses_seen:
             responses_seen.add(id(response))
-            for key, value in _header_items(response):
-                headers.setdefault(key, value)
+            _add_headers(response, headers)
             if response_body is None and mapping_body is None:
                 response_body = _response_body(response)
     return ErrorFacts(
