@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from collections.abc import Sequence
 
 from agent_guard._facts import SAFE_ERRORS, Classifier, ErrorFacts, facts_from
@@ -124,13 +125,31 @@ def classify(
     """
     resolved = _as_kind(kind)
     horizon = _as_horizon(retry_horizon)
+    chain = tuple(classifiers)
+    label = label if isinstance(label, str) else None
+    key = (resolved, chain, label, recoverable, horizon)
+    global _last
+    last = _last  # read once: another thread may replace it
+    if last is not None and last[0]() is error and last[1] == key:
+        return last[2]
     try:
         facts = facts_from(error, kind=resolved, label=label, recoverable=recoverable)
-        verdict = run_chain(tuple(classifiers), facts) or http_rules(facts)
-        return _with_delay(verdict, facts, horizon)
+        verdict = _with_delay(run_chain(chain, facts) or http_rules(facts), facts, horizon)
     except SAFE_ERRORS as exc:
         # Not even the generic rules managed: answer without touching the error again.
         log.warning(
             "agent_guard.classification_failed", kind=resolved.value, error_type=type(exc).__name__
         )
         return _unknown(resolved, recoverable)
+    try:
+        _last = (weakref.ref(error), key, verdict)
+    except TypeError:  # a built-in exception type (ValueError()): no weak reference, no memo
+        _last = None
+    return verdict
+
+
+# The last classification, for the same error classified again with the same arguments:
+# a guarded session's error event reaches the fleet gate (the model's "error" listener)
+# and then the guard, one after the other. Weakly: the error (and its traceback) must
+# not outlive the event. Verdicts are immutable, so handing out the same one is safe.
+_last: tuple[weakref.ref[BaseException], tuple[object, ...], Verdict] | None = None

@@ -115,12 +115,28 @@ class Probe:
     samples: list[float] = field(default_factory=list)
 
 
-def _events(error: Exception, n: int, *, recoverable: bool, source: Any) -> list[Any]:
+#: Distinct provider errors each row cycles through. In production every event brings a
+#: new exception; classify() remembers its last answer for the very same exception (the
+#: fleet gate and the guard both classify each event), so a row must never hand it the
+#: error of the previous event. A fresh one per event would cost ~6 KB and ~1.4 ms each.
+POOL = 256
+
+ErrorFactory = Callable[[], Exception]
+
+
+def _pool(make: ErrorFactory) -> list[Exception]:
+    return [make() for _ in range(POOL)]
+
+
+def _events(make: ErrorFactory, n: int, *, recoverable: bool, source: Any) -> list[Any]:
     # A fresh ErrorEvent/LLMError per call, as livekit emits: the guard flips
     # LLMError.recoverable in place, so objects cannot be reused between calls.
+    errors = _pool(make)
     return [
-        ErrorEvent(error=_errors.llm_error(error, recoverable=recoverable), source=source)
-        for _ in range(n)
+        ErrorEvent(
+            error=_errors.llm_error(errors[i % POOL], recoverable=recoverable), source=source
+        )
+        for i in range(n)
     ]
 
 
@@ -129,7 +145,7 @@ def guard_probe(
     event: str,
     client: openai_sdk.AsyncClient,
     policy: GuardPolicy,
-    error: Exception,
+    error: ErrorFactory,
     *,
     recoverable: bool,
     n: int,
@@ -144,21 +160,22 @@ def guard_probe(
     )
 
 
-def terminal_probe(client: openai_sdk.AsyncClient, error: Exception, n: int) -> Probe:
+def terminal_probe(client: openai_sdk.AsyncClient, error: ErrorFactory, n: int) -> Probe:
     """The first terminal event of a fresh guard: classify, decide, spawn the teardown."""
     policy = GuardPolicy(hooks=())
     calls: list[Callable[[], object]] = []
-    for _ in range(n):
+    errors = _pool(error)
+    for i in range(n):
         g = guard(new_session(client), policy)
-        (ev,) = _events(error, 1, recoverable=True, source=g.session.llm)
-        calls.append(functools.partial(g._on_model_error, ev.error))
+        err = _errors.llm_error(errors[i % POOL], recoverable=True)
+        calls.append(functools.partial(g._on_model_error, err))
     return Probe(
         "`Guard._on_model_error`, no hooks, fresh guard", "credits 429 → close decision", calls
     )
 
 
 async def session_probe(
-    what: str, client: openai_sdk.AsyncClient, error: Exception, *, guarded: bool, n: int
+    what: str, client: openai_sdk.AsyncClient, error: ErrorFactory, *, guarded: bool, n: int
 ) -> tuple[Probe, AgentSession[Any]]:
     """``llm.emit("error", LLMError)`` on a started session: livekit's path end to end."""
     session = new_session(client)
@@ -167,7 +184,8 @@ async def session_probe(
     await session.start(Agent(instructions="Be brief."))
     model = session.llm
     assert isinstance(model, llm.LLM)
-    errs = [_errors.llm_error(error, recoverable=True) for _ in range(n)]
+    errors = _pool(error)
+    errs = [_errors.llm_error(errors[i % POOL], recoverable=True) for i in range(n)]
     calls = [functools.partial(model.emit, "error", e) for e in errs]
     return Probe(what, "rate-limit 429, retry attempt", calls), session
 
@@ -254,15 +272,15 @@ async def memory_storm(
     client: openai_sdk.AsyncClient, sim: GatewaySimulator, *, guarded: bool
 ) -> float:
     """Bytes each started session grows by over STORM_EVENTS transient error events."""
-    error = _errors.rate_limit_429()
+    errors = _pool(_errors.rate_limit_429)
     _, sessions = await _batch(client, sim, STORM_SESSIONS, guarded=guarded)
     await _settle()
     before = tracemalloc.get_traced_memory()[0]
     for s in sessions:
         model = s.llm
         assert isinstance(model, llm.LLM)
-        for _ in range(STORM_EVENTS):
-            model.emit("error", _errors.llm_error(error, recoverable=True))
+        for i in range(STORM_EVENTS):
+            model.emit("error", _errors.llm_error(errors[i % POOL], recoverable=True))
     await _settle()
     grown = (tracemalloc.get_traced_memory()[0] - before) / STORM_SESSIONS
     await _close(sessions)
@@ -275,11 +293,7 @@ async def memory_storm(
 async def run() -> str:
     started = time.monotonic()
     logging.getLogger("livekit").setLevel(logging.CRITICAL)
-    rate_limit, credits, cancel = (
-        _errors.rate_limit_429(),
-        _errors.credits_429(),
-        _errors.client_cancel(),
-    )
+    rate_limit, credits, cancel = _errors.rate_limit_429, _errors.credits_429, _errors.client_cancel
     bare = GuardPolicy(hooks=())
     counted = GuardPolicy(hooks=(), tolerances={Kind.LLM: Tolerance.allow(10**9)})
     rows: list[tuple[str, ...]] = [("what is timed", "event", "median (µs)", "p95 (µs)")]
@@ -401,7 +415,10 @@ async def run() -> str:
             "",
             "- Errors are real: openai SDK `RateLimitError`s built from a gateway 429 response",
             "  and wrapped as livekit's plugin does (full JSON only on `__context__`), inside",
-            "  fresh `LLMError`/`ErrorEvent` objects, one per event.",
+            "  fresh `LLMError`/`ErrorEvent` objects, one per event. Each row cycles through",
+            f"  its own {POOL} distinct provider errors: `classify()` remembers its last answer",
+            "  for the very same exception (the fleet gate and the guard both classify an",
+            "  event), which consecutive events must not hit.",
             "- *no hooks*: `GuardPolicy(hooks=())`, i.e. classification + decision only.",
             "  *final (counted)* uses an unlimited tolerance so every event takes the",
             "  counting path instead of closing. *close decision*: one fresh guard per event;",

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from agent_guard import guard
 from agent_guard._guard import guarded
 from agent_guard.testing import GatewaySimulator
 from benchmarks import _errors
-from benchmarks._overhead import new_session, sdk_client
+from benchmarks._overhead import POOL, new_session, sdk_client
 from benchmarks._report import RESULTS, environment, percentile, table
 
 __all__ = ["LEVELS", "run"]
@@ -95,7 +96,11 @@ async def _ticker(stop: asyncio.Event, lateness: list[float]) -> None:
 
 
 async def _storm(
-    model: llm.LLM[Any], error: Exception, stop: asyncio.Event, phase: float, counter: list[int]
+    model: llm.LLM[Any],
+    errors: Iterator[Exception],
+    stop: asyncio.Event,
+    phase: float,
+    counter: list[int],
 ) -> None:
     loop = asyncio.get_running_loop()
     period = 1 / RATE
@@ -104,9 +109,19 @@ async def _storm(
         await asyncio.sleep(max(target - loop.time(), 0))
         if stop.is_set():
             return
-        model.emit("error", _errors.llm_error(error, recoverable=True))
+        model.emit("error", _errors.llm_error(next(errors), recoverable=True))
         counter[0] += 1
         target += period
+
+
+_POOL: list[Exception] = []
+
+
+def _pool() -> list[Exception]:
+    # Built once, before the first row counts the heap: every row carries the same pool.
+    if not _POOL:
+        _POOL.extend(_errors.rate_limit_429() for _ in range(POOL))
+    return _POOL
 
 
 async def measure(client: Any, n: int, *, guarded_: bool) -> Level:
@@ -117,17 +132,20 @@ async def measure(client: Any, n: int, *, guarded_: bool) -> Level:
             guard(session)
         await session.start(Agent(instructions="Be brief."))
         sessions.append(session)
+    _pool()
     await asyncio.sleep(0.2)
     gc.collect()
     heap_objects = len(gc.get_objects())
-    error = _errors.rate_limit_429()
+    # Every event takes the next of POOL distinct errors, shared by all the storms: each
+    # event brings its own exception, as in production (see _overhead.POOL).
+    errors = itertools.cycle(_pool())
     stop = asyncio.Event()
     lateness: list[float] = []
     counter = [0]
     rng = random.Random(n)
     models = [s.llm for s in sessions]
     storms = [
-        asyncio.create_task(_storm(m, error, stop, rng.random(), counter))
+        asyncio.create_task(_storm(m, errors, stop, rng.random(), counter))
         for m in models
         if isinstance(m, llm.LLM)
     ]

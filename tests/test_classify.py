@@ -684,3 +684,73 @@ class TestWebsocketRefusals:
         )
         verdict = classify(error, kind=Kind.STT)
         assert (verdict.category, verdict.status_code) == (category, None)
+
+
+class TestLastClassification:
+    """classify() answers the very same error, classified again alike, from its memo."""
+
+    def test_same_error_same_arguments_is_remembered(self) -> None:
+        """The fleet gate and the guard classify each event: the chain runs once."""
+        calls: list[ErrorFacts] = []
+
+        def counting(facts: ErrorFacts) -> None:
+            calls.append(facts)
+
+        error = sdk_wrapped(429, {"error": {"message": "slow down", "code": "rate_limit"}})
+        first = classify(error, kind=Kind.LLM, classifiers=(counting,), label="a")
+        again = classify(error, kind=Kind.LLM, classifiers=(counting,), label="a")
+        assert again is first
+        assert len(calls) == 1
+
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            {"kind": Kind.TTS},
+            {"label": "b"},
+            {"recoverable": True},
+            {"retry_horizon": 1.0},
+            {"classifiers": ()},
+        ],
+        ids=["kind", "label", "recoverable", "retry_horizon", "classifiers"],
+    )
+    def test_other_arguments_are_classified_afresh(self, changes: dict[str, Any]) -> None:
+        """Any other argument gives the verdict those arguments give."""
+        error = sdk_wrapped(429, {"error": {"message": "slow"}}, {"retry-after": "30"})
+        args: dict[str, Any] = {"kind": Kind.LLM, "classifiers": DEFAULT_CLASSIFIERS, "label": "a"}
+        first = classify(error, **args)
+        other = classify(error, **(args | changes))
+        assert other is not first
+        assert other == classify(
+            sdk_wrapped(429, {"error": {"message": "slow"}}, {"retry-after": "30"}),
+            **(args | changes),
+        )
+        if "retry_horizon" in changes:
+            assert (first.category, other.category) == (
+                Category.RATE_LIMITED,
+                Category.QUOTA_EXHAUSTED,
+            )
+
+    def test_another_error_is_classified_afresh(self) -> None:
+        """An equal-looking but different error is not answered from the memo."""
+        first = classify(sdk_wrapped(429, {"error": "a"}), kind=Kind.LLM)
+        second = classify(sdk_wrapped(401, {"error": "a"}), kind=Kind.LLM)
+        assert (first.category, second.category) == (Category.RATE_LIMITED, Category.AUTH)
+
+    def test_the_error_is_not_kept_alive(self) -> None:
+        """The memo holds the error weakly: it and its traceback go with the event."""
+        import gc
+        import weakref
+
+        error = sdk_wrapped(429, {"error": "a"})
+        ref = weakref.ref(error)
+        classify(error, kind=Kind.LLM)
+        del error
+        gc.collect()
+        assert ref() is None
+        # A new error at the same address is not mistaken for the old one.
+        assert classify(sdk_wrapped(401, {"error": "a"}), kind=Kind.LLM).category is Category.AUTH
+
+    def test_builtin_exception_without_weak_reference(self) -> None:
+        """A built-in exception (no weak reference) is classified each time."""
+        error = ValueError("x")
+        assert classify(error, kind=Kind.LLM) == classify(error, kind=Kind.LLM)
