@@ -19,6 +19,7 @@ processor, filter or handler raises is swallowed (the session must still close).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -64,10 +65,13 @@ class GuardLogger:
     def is_enabled(self, level: int) -> bool:
         """Whether a line at ``level`` (a ``logging`` level) would go anywhere.
 
-        For lines whose fields cost something to build. Always true once structlog is
-        configured: its configuration filters.
+        For lines whose fields cost something to build. Once structlog is configured,
+        true unless its wrapper class is one of its filtering bound loggers set above
+        ``level`` (its other filters run on the built line).
         """
-        return structlog.is_configured() or _STDLIB.isEnabledFor(level)
+        if structlog.is_configured():
+            return _structlog_enabled(structlog.get_config()["wrapper_class"], level)
+        return _STDLIB.isEnabledFor(level)
 
     def debug(self, event: str, **fields: Any) -> None:
         self._emit(logging.DEBUG, "debug", event, fields)
@@ -89,6 +93,8 @@ class GuardLogger:
     def _emit(self, level: int, method: str, event: str, fields: dict[str, Any]) -> None:
         try:
             if structlog.is_configured():
+                if not self.is_enabled(level):
+                    return  # structlog would drop it: not worth the job fields and binding
                 _add_job_fields(fields)
                 getattr(_STRUCTLOG, method)(event, **fields)
             elif _STDLIB.isEnabledFor(level):
@@ -117,6 +123,18 @@ class GuardLogger:
                     f"agent_guard: a log line was dropped ({type(error).__name__} raised "
                     "while logging); later drops are counted in agent_guard._log.log.dropped\n"
                 )
+
+
+@functools.lru_cache(maxsize=32)
+def _structlog_enabled(wrapper_class: Any, level: int) -> bool:
+    # structlog's make_filtering_bound_logger() makes one class per minimum level, which
+    # answers is_enabled_for(); a configuration keeps its class, so the answer is too.
+    if not callable(getattr(wrapper_class, "is_enabled_for", None)):
+        return True
+    try:
+        return bool(wrapper_class(None, [], {}).is_enabled_for(level))
+    except Exception:
+        return True
 
 
 def _add_job_fields(fields: MutableMapping[str, Any]) -> None:

@@ -134,6 +134,46 @@ class TestStructlogRoute:
         assert records == []
 
 
+class TestStructlogLevel:
+    """A configured structlog's level filter is asked before a line's fields are built."""
+
+    @pytest.fixture
+    def at_warning(self) -> Iterator[None]:
+        previous = structlog.get_config()
+        structlog.configure(
+            processors=[structlog.processors.JSONRenderer()],
+            logger_factory=structlog.ReturnLoggerFactory(),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        )
+        yield
+        structlog.configure(**previous)
+
+    def test_is_enabled_follows_the_filtering_logger(self, at_warning: None) -> None:
+        """INFO is off and WARNING on under make_filtering_bound_logger(WARNING)."""
+        assert not log.is_enabled(logging.INFO)
+        assert log.is_enabled(logging.WARNING)
+
+    async def test_filtered_line_builds_nothing(
+        self, at_warning: None, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A filtered line skips the job fields (a job context lookup per retry)."""
+        looked_up: list[MutableMapping[str, Any]] = []
+        monkeypatch.setattr("agent_guard._log._add_job_fields", looked_up.append)
+        log.info("agent_guard.test_event", kind="llm")
+        assert looked_up == []
+        log.warning("agent_guard.test_event", kind="llm")
+        assert len(looked_up) == 1
+
+    def test_other_wrapper_classes_are_not_second_guessed(self) -> None:
+        """A wrapper without is_enabled_for (stdlib's BoundLogger) filters for itself."""
+        previous = structlog.get_config()
+        structlog.configure(wrapper_class=structlog.stdlib.BoundLogger)
+        try:
+            assert log.is_enabled(logging.DEBUG)
+        finally:
+            structlog.configure(**previous)
+
+
 class _Explodes(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         raise RuntimeError("a broken log filter")
