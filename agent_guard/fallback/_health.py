@@ -12,6 +12,7 @@ import tenacity
 from livekit.agents import stt as _stt
 from livekit.agents._exceptions import APIConnectionError
 
+from agent_guard import _seams
 from agent_guard._classify import classify
 from agent_guard._log import log as _log
 from agent_guard._verdict import Category, Kind, Verdict
@@ -200,7 +201,7 @@ class Health:
         "error" event they are still there, so the failure is classified then, and
         :meth:`failed` uses that verdict for the same error.
         """
-        return functools.partial(self._on_witnessed, instance)
+        return _seams.listener(functools.partial(self._on_witnessed, instance))
 
     def _on_witnessed(self, instance: Instance, event: Any) -> None:
         try:  # a TypeError escaping a listener breaks livekit's retry loop
@@ -224,7 +225,7 @@ class Health:
     # -- STT: instance failures are seen through their "error" events ---------------------
 
     def listener(self, instance: Instance) -> Callable[[_stt.STTError], None]:
-        return functools.partial(self._on_instance_error, instance)
+        return _seams.listener(functools.partial(self._on_instance_error, instance))
 
     def _on_instance_error(self, instance: Instance, event: _stt.STTError) -> None:
         # A TypeError escaping an "error" listener breaks livekit's retry loop
