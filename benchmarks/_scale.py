@@ -58,6 +58,10 @@ class Level:
     """Longest garbage-collection pause during the storm."""
     heap_objects: int
     """Objects tracked by the collector when the storm started (what a full GC walks)."""
+    full_gc_ms: float
+    """One ``gc.collect()`` after the storm, the sessions still open."""
+    frozen: bool = False
+    """``gc.freeze()`` once the sessions were started, before the storm."""
 
 
 class _GcWatch:
@@ -124,7 +128,7 @@ def _pool() -> list[Exception]:
     return _POOL
 
 
-async def measure(client: Any, n: int, *, guarded_: bool) -> Level:
+async def measure(client: Any, n: int, *, guarded_: bool, frozen: bool = False) -> Level:
     sessions: list[AgentSession[Any]] = []
     for _ in range(n):
         session = new_session(client)
@@ -136,6 +140,9 @@ async def measure(client: Any, n: int, *, guarded_: bool) -> Level:
     await asyncio.sleep(0.2)
     gc.collect()
     heap_objects = len(gc.get_objects())
+    if frozen:
+        # What a worker does once warm: everything alive now leaves the collector's reach.
+        gc.freeze()
     # Every event takes the next of POOL distinct errors, shared by all the storms: each
     # event brings its own exception, as in production (see _overhead.POOL).
     errors = itertools.cycle(_pool())
@@ -156,6 +163,9 @@ async def measure(client: Any, n: int, *, guarded_: bool) -> Level:
         stop.set()
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     await asyncio.gather(ticker, *storms)
+    full_gc_ms = _timed_collect()
+    if frozen:
+        gc.unfreeze()
     if guarded_:
         # Sanity: every guard saw its storm and none of it looked like a reason to close.
         for s in sessions:
@@ -173,7 +183,15 @@ async def measure(client: Any, n: int, *, guarded_: bool) -> Level:
         gc_full=gc_watch.full,
         gc_max_ms=gc_watch.longest * 1000,
         heap_objects=heap_objects,
+        full_gc_ms=full_gc_ms,
+        frozen=frozen,
     )
+
+
+def _timed_collect() -> float:
+    start = time.perf_counter()
+    gc.collect()
+    return (time.perf_counter() - start) * 1000
 
 
 def plot(levels: Sequence[Level], path: Path) -> None:
@@ -228,9 +246,13 @@ async def run(*, max_sessions: int) -> str:
             for is_guarded in (False, True):
                 levels.append(await measure(client, n, guarded_=is_guarded))
                 sim.requests.clear()
+        # The largest N again, frozen after warm-up (gc.freeze()), stock then guarded.
+        for is_guarded in (False, True):
+            levels.append(await measure(client, ns[-1], guarded_=is_guarded, frozen=True))
+            sim.requests.clear()
         await client.close()
     png = RESULTS / "loop_lag.png"
-    plot(levels, png)
+    plot([lv for lv in levels if not lv.frozen], png)
 
     rows: list[tuple[str, ...]] = [
         (
@@ -244,13 +266,15 @@ async def run(*, max_sessions: int) -> str:
             "full GCs",
             "longest GC (ms)",
             "heap (k objects)",
+            "full GC (ms)",
         )
     ]
     for lv in levels:
         p50, p95, p99, mx = lv.lag_ms
         rows.append(
             (
-                f"{lv.sessions} {'guarded' if lv.guarded else 'stock'}",
+                f"{lv.sessions} {'guarded' if lv.guarded else 'stock'}"
+                + (", gc.freeze()" if lv.frozen else ""),
                 f"{lv.events_per_s:,.0f}",
                 f"{p50:.2f}",
                 f"{p95:.2f}",
@@ -260,10 +284,13 @@ async def run(*, max_sessions: int) -> str:
                 str(lv.gc_full),
                 f"{lv.gc_max_ms:.1f}",
                 f"{lv.heap_objects / 1000:,.0f}",
+                f"{lv.full_gc_ms:.1f}",
             )
         )
-    worst = max((lv for lv in levels if lv.guarded), key=lambda lv: lv.sessions)
-    base = next(lv for lv in levels if not lv.guarded and lv.sessions == worst.sessions)
+    plain = [lv for lv in levels if not lv.frozen]
+    worst = max((lv for lv in plain if lv.guarded), key=lambda lv: lv.sessions)
+    base = next(lv for lv in plain if not lv.guarded and lv.sessions == worst.sessions)
+    cold = next(lv for lv in levels if lv.frozen and lv.guarded)
     return "\n".join(
         [
             "# Scale: N guarded sessions in one process, in an error storm",
@@ -294,7 +321,12 @@ async def run(*, max_sessions: int) -> str:
             "  longest collector pause (`gc.callbacks`). With hundreds of sessions in one",
             "  process a full collection walks every session's objects; the guard's extra",
             "  allocations make one come sooner (runs have seen a single 300+ ms pause at",
-            "  N=500 guarded). `gc.freeze()` after warm-up is the usual remedy.",
+            "  N=500 guarded). *full GC*: one `gc.collect()` timed after the storm, the",
+            "  sessions still open. The *gc.freeze()* rows repeat the largest N with",
+            "  `gc.freeze()` called once the sessions were started, before the storm (what a",
+            "  worker can do after warm-up): a full collection then walks only what the",
+            f"  storm allocated (N={cold.sessions} guarded: {worst.full_gc_ms:.0f} ms →"
+            f" {cold.full_gc_ms:.0f} ms).",
             "- *heap*: objects the collector tracks when the storm starts. Guarded rows start",
             "  with a few more: the closed guarded sessions of earlier rows are never freed",
             "  (the registry bug, `tests/reliability/test_soak.py::test_memory_stays_flat`),",
