@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import pydantic
 from livekit.agents import APIError, APIStatusError
@@ -186,7 +186,7 @@ def _plain_mapping(value: Mapping[Any, Any]) -> dict[str, Any] | None:
     return {key: item for key, item in items if isinstance(key, str)}
 
 
-def _decode_body(value: object) -> Mapping[str, Any] | str | None:
+def _decode_body(value: object) -> dict[str, Any] | str | None:
     """A body as a plain ``dict`` (JSON text is parsed), bounded text, or ``None``."""
     if value is None:
         return None
@@ -216,7 +216,7 @@ def _decode_body(value: object) -> Mapping[str, Any] | str | None:
     return _decode_text(value)
 
 
-def _decode_text(value: str) -> Mapping[str, Any] | str | None:
+def _decode_text(value: str) -> dict[str, Any] | str | None:
     if len(value) <= _MAX_BODY_BYTES and value.lstrip().startswith("{"):
         try:
             parsed = json.loads(value)
@@ -234,7 +234,7 @@ def _response_body(response: object) -> Mapping[str, Any] | None:
     # unbounded. Both raise ResponseNotRead-style errors on unread streams (_attr eats it).
     for name in ("content", "text"):
         body = _decode_body(safe_getattr(response, name))
-        if isinstance(body, Mapping):
+        if isinstance(body, dict):  # what _decode_body returns for any mapping
             return body
     return None
 
@@ -322,20 +322,28 @@ def facts_from(
     headers: dict[str, str] = {}
     responses_seen: set[int] = set()
     for current in chain:
-        response = safe_getattr(current, "response")
+        # getattr inline, not safe_getattr: the loop runs for every link of every error.
+        try:
+            response = getattr(current, "response", None)
+        except SAFE_ERRORS:  # a property may raise anything
+            response = None
         if status is None:
             status = _status_of(current, response)
             if status is None and close_code is None:
                 close_code = _close_code(safe_getattr(current, "status_code"))
-        raw_body = safe_getattr(current, "body")
-        if close_reason is None:
-            close_reason = _close_reason(raw_body)
-        if mapping_body is None:
-            body = _decode_body(raw_body)
-            if isinstance(body, Mapping):
-                mapping_body = body
-            elif text_body is None:
-                text_body = body
+        try:
+            raw_body = getattr(current, "body", None)
+        except SAFE_ERRORS:
+            raw_body = None
+        if raw_body is not None:
+            if close_reason is None:
+                close_reason = _close_reason(raw_body)
+            if mapping_body is None:
+                body = _decode_body(raw_body)
+                if isinstance(body, dict):  # what _decode_body returns for any mapping
+                    mapping_body = body
+                elif text_body is None:
+                    text_body = body
         _add_headers(current, headers)
         # openai.APIStatusError and the httpx HTTPStatusError on its __context__ share
         # one response: decode its headers and parse its body once.
@@ -431,7 +439,8 @@ def _body_message(body: object, depth: int = 0) -> str | None:
     """The human part of an error body: its text, or its (nested) ``message``."""
     if isinstance(body, str):
         return body.strip() or None
-    if isinstance(body, Mapping) and depth < 2:
+    # A dict first: an ABC check is a Python-level call, on every classification.
+    if isinstance(body, (dict, Mapping)) and depth < 2:
         for key in ("message", "error", "detail"):
             try:
                 found = _body_message(body.get(key), depth + 1)
@@ -478,16 +487,21 @@ def _finish_detail(described: str) -> str:
 
 def _request_id(facts: ErrorFacts) -> str | None:
     """The provider's request id: livekit's/the SDK's ``request_id``, else the header."""
-    candidates = [safe_getattr(error, "request_id") for error in facts.chain]
-    candidates += [facts.headers.get("x-request-id"), facts.headers.get("request-id")]
-    for value in candidates:
-        if (
-            isinstance(value, str)
-            and _REQUEST_ID.fullmatch(value)
-            and not value.startswith(_CREDENTIAL_PREFIXES)
-        ):
-            return value
+    for error in facts.chain:
+        if _plausible_request_id(value := safe_getattr(error, "request_id")):
+            return cast(str, value)
+    for name in ("x-request-id", "request-id"):
+        if _plausible_request_id(value := facts.headers.get(name)):
+            return cast(str, value)
     return None
+
+
+def _plausible_request_id(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and _REQUEST_ID.fullmatch(value) is not None
+        and not value.startswith(_CREDENTIAL_PREFIXES)
+    )
 
 
 def _clean_quota(quota: QuotaInfo | None) -> QuotaInfo | None:

@@ -71,14 +71,17 @@ def _text_field(body: Mapping[str, object], name: str) -> str | None:
 def _usage(headers: Mapping[str, str]) -> dict[str, int]:
     usage = {}
     for header, name in _USAGE_HEADERS.items():
-        value = headers.get(header, "").strip()
+        value = headers.get(header)
+        if value is None:
+            continue
+        value = value.strip()
         if value.isascii() and value.isdigit() and len(value) <= 18:
             usage[name] = int(value)
     return usage
 
 
 def _category_from_code(body: Mapping[str, object] | str | None) -> str | None:
-    if not isinstance(body, Mapping):
+    if not isinstance(body, (dict, Mapping)):
         return None
     code = body.get("code")
     return code if isinstance(code, str) and _CATEGORY.fullmatch(code) else None
@@ -134,7 +137,7 @@ def livekit_gateway(facts: ErrorFacts) -> Verdict | None:
         not the gateway's.
     """
     body = facts.body
-    if isinstance(body, Mapping):
+    if isinstance(body, (dict, Mapping)):
         body_type = body.get("type")
         if isinstance(body_type, str) and body_type == _QUOTA_BODY_TYPE:
             return _verdict(facts, _text_field(body, "category"), body=body)

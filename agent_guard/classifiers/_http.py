@@ -117,11 +117,11 @@ def _delay_from_text(text: str) -> float | None:
 def _body_texts(body: object) -> list[str]:
     if isinstance(body, str):
         return [body]
-    if not isinstance(body, Mapping):
+    if not isinstance(body, (dict, Mapping)):
         return []
     texts = []
     for holder in (body, body.get("error")):
-        if isinstance(holder, Mapping):
+        if isinstance(holder, (dict, Mapping)):
             message = holder.get("message")
             if isinstance(message, str):
                 texts.append(message)
@@ -169,7 +169,7 @@ def _cancel_code(facts: ErrorFacts) -> bool:
     # A mid-stream SSE error ({"error": {"code": 499, ...}}) becomes openai.APIError with
     # no status, which livekit wraps in APIConnectionError (openai/_streaming.py).
     body = facts.body
-    if not isinstance(body, Mapping):
+    if not isinstance(body, (dict, Mapping)):
         return False
     code = body.get("code")
     if isinstance(code, int | str) and code in (499, "499"):

@@ -72,10 +72,10 @@ _HINTS: Mapping[Category, str] = {
 def _error_object(facts: ErrorFacts) -> Mapping[str, object] | None:
     """The error object, unwrapping a top-level ``{"error": {...}}``."""
     body = facts.body
-    if not isinstance(body, Mapping):
+    if not isinstance(body, (dict, Mapping)):
         return None
     inner = body.get("error")
-    return inner if isinstance(inner, Mapping) else body
+    return inner if isinstance(inner, (dict, Mapping)) else body
 
 
 def _category(value: object) -> tuple[str, Category] | None:
