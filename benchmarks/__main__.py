@@ -1,6 +1,6 @@
 """``python -m benchmarks``: stock livekit-agents vs PR #6012 (emulated) vs agent-guard.
 
-Three sections, all in this one process, each regenerating a Markdown file under
+Five sections, all driven from this one process, each regenerating a Markdown file under
 ``benchmarks/results/``:
 
 * ``scenarios.md``: scripted provider failures against the gateway simulator, medians
