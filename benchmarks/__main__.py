@@ -1,6 +1,6 @@
 """``python -m benchmarks``: stock livekit-agents vs PR #6012 (emulated) vs agent-guard.
 
-Three sections, all in this one process, each regenerating a Markdown file under
+Five sections, all driven from this one process, each regenerating a Markdown file under
 ``benchmarks/results/``:
 
 * ``scenarios.md``: scripted provider failures against the gateway simulator, medians
@@ -9,7 +9,10 @@ Three sections, all in this one process, each regenerating a Markdown file under
 * ``scale.md`` (+ ``loop_lag.png``): event-loop lag with N guarded sessions in an error
   storm;
 * ``deadair.md``: failures that raise nothing, or too late (a hung LLM, an empty
-  completion, a swallowed 499, a silent TTS), stock vs the guard's watchdog.
+  completion, a swallowed 499, a silent TTS), stock vs the guard's watchdog;
+* ``fleet.md``: credits run out under load, several worker processes (and a real
+  redis-server) side by side: stock, the guard without fleet, with ``"memory"``, with
+  Redis (``benchmarks/fleet.py``; also ``python -m benchmarks.fleet``).
 
 Options select sections and trade precision for time; see ``--help``.
 """
@@ -25,10 +28,10 @@ from collections.abc import Sequence
 
 import structlog
 
-from benchmarks import _deadair, _overhead, _scale, _scenarios
+from benchmarks import _deadair, _overhead, _scale, _scenarios, fleet
 from benchmarks._report import environment, table, write
 
-SECTIONS = ("scenarios", "overhead", "scale", "deadair")
+SECTIONS = ("scenarios", "overhead", "scale", "deadair", "fleet")
 
 
 def _quiet_logs() -> None:
@@ -210,11 +213,16 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="runs per (fault, contender) of the deadair section (default 3)",
     )
+    fleet.add_arguments(parser, prefix="fleet-")
     args = parser.parse_args(argv)
     if args.stock_repeat is None:
         args.stock_repeat = args.repeat
     if args.repeat < 1 or args.stock_repeat < 1 or args.jobs < 1:
         parser.error("--repeat, --stock-repeat and --jobs must be >= 1")
+    try:
+        fleet_timeline = fleet.timeline(args, prefix="fleet-")
+    except ValueError as e:
+        parser.error(str(e))
     _quiet_logs()
     started = time.monotonic()
     if "scenarios" in args.sections:
@@ -239,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         text = asyncio.run(_deadair.run(repeat=args.deadair_repeat, progress=progress))
         print(text)
         print(f"\n(written to {write('deadair.md', text)})\n")
+    if "fleet" in args.sections:
+        print("== fleet ==", file=sys.stderr)
+        text = asyncio.run(fleet.run(fleet_timeline))
+        print(text)
+        print(f"\n(written to {write('fleet.md', text)})\n")
     print(f"total: {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 

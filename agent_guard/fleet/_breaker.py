@@ -172,6 +172,23 @@ class FleetBreaker:
                 return refused
         return None
 
+    def tokens(self, account: Account, kind: str = "") -> frozenset[str]:
+        """The openings a ``kind`` request to ``account`` is subject to now (their tokens)."""
+        states = self._states
+        return frozenset(s.token for key in _keys(account, kind) if (s := states.get(key)))
+
+    def opened_since(self, account: Account, kind: str, seen: frozenset[str]) -> OpenState | None:
+        """An opening for a ``kind`` request to ``account`` that is not one of ``seen``.
+
+        A request let through (closed, or as the probe of an opening in ``seen``) must not
+        be retried into an opening made since: that retry is not the probe of anything.
+        """
+        for key in _keys(account, kind):
+            state = self._states.get(key)
+            if state is not None and state.token not in seen:
+                return state
+        return None
+
     def _check(self, key: str) -> OpenState | None:
         state = self._states.get(key)
         if state is None:

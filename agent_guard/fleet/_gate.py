@@ -12,6 +12,11 @@ the guard classifies it (:func:`~agent_guard.classifiers.carried_verdict` reads 
 verdict it carries), plays the farewell and closes; a FallbackAdapter moves on to its
 next instance, as after a real failure, without a request.
 
+livekit retries inside a stream (its ``_main_task`` awaits the stream's ``_run`` once
+per attempt), not through ``chat()``: a stream let through therefore has each attempt
+gated too (``_run`` shadowed on the instance), so no retry goes to an account opened
+since (``tests/fleet/test_sessions.py::TestRetries`` fails if upstream changes this).
+
 A gate also listens to its model's own ``error`` and ``metrics_collected`` events (one
 listener each, per model): an account-scope terminal failure opens the breaker, and a
 served request concludes a probe.
@@ -22,7 +27,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from livekit.agents import AgentSession, llm, tts
 from livekit.agents._exceptions import APIError
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
     from agent_guard._policy import GuardPolicy
 
 __all__ = ["REFUSED", "FleetOpenError", "attach", "gate", "is_refusal", "refused"]
+
+_S = TypeVar("_S")
 
 #: ``Verdict.quota.category`` of a refusal: the request was never sent.
 REFUSED = "agent_guard.fleet_breaker_open"
@@ -115,6 +122,16 @@ class _Gate:
         if state is None:
             return None
         return FleetOpenError(self.account, state, self.kind)
+
+    def admit(self, open_stream: Callable[[], _S]) -> _S | FleetOpenError:
+        """The stream ``open_stream()`` makes, its attempts gated; or the refusal."""
+        seen = self.breaker.tokens(self.account, self.kind.value)
+        refusal = self.refusal()
+        if refusal is not None:
+            return refusal
+        stream = open_stream()
+        _gate_attempts(stream, self, seen)
+        return stream
 
     def on_error(self, event: Any) -> None:
         # A model's "error" listener: a TypeError escaping it would break livekit's retry
@@ -202,6 +219,31 @@ def attach(session: AgentSession[Any], policy: GuardPolicy) -> None:
         log.error("agent_guard.fleet_failed", error_type=type(e).__name__)
 
 
+def _gate_attempts(stream: Any, g: _Gate, seen: frozenset[str]) -> None:
+    """Refuse every attempt of ``stream`` made once an opening it did not see exists.
+
+    livekit retries a failed request inside the stream (``_main_task`` awaits ``_run``
+    once per attempt, ``max_retry`` times, the first retry 0.1 s after the failure), not
+    through ``chat()``/``synthesize()``: a request let through before the account was
+    found exhausted would otherwise be retried into it, by the session whose own failure
+    opened the breaker as by any other, whenever its guard takes longer than that to
+    cancel it (a loaded worker). The refusal is not retryable: the retries stop there.
+    """
+    run = getattr(stream, "_run", None)
+    if not callable(run):
+        return
+
+    async def attempt(*args: Any, **kwargs: Any) -> None:
+        state = g.breaker.opened_since(g.account, g.kind.value, seen)
+        if state is not None:
+            raise FleetOpenError(g.account, state, g.kind)
+        await run(*args, **kwargs)
+
+    # The stream's task is created in its constructor and first runs at the next loop
+    # iteration: shadowing _run on the instance now catches every attempt, the first too.
+    stream._run = attempt
+
+
 def _wrap(model: object, name: str, wrapper: Callable[..., Any]) -> None:
     # An instance attribute shadows the class's method for this object only.
     setattr(model, name, wrapper)
@@ -211,13 +253,12 @@ def _llm_chat(g: _Gate, model: Any) -> Callable[..., llm.LLMStream]:
     original = model.chat
 
     def chat(**kwargs: Any) -> llm.LLMStream:
-        refusal = g.refusal()
-        if refusal is None:
-            served: llm.LLMStream = original(**kwargs)
+        served: llm.LLMStream | FleetOpenError = g.admit(lambda: original(**kwargs))
+        if not isinstance(served, FleetOpenError):
             return served
         return _RefusedLLMStream(
             model,
-            refusal,
+            served,
             chat_ctx=kwargs.get("chat_ctx") or llm.ChatContext.empty(),
             tools=list(kwargs.get("tools") or []),
             conn_options=kwargs.get("conn_options", DEFAULT_API_CONNECT_OPTIONS),
@@ -232,11 +273,12 @@ def _tts_synthesize(g: _Gate, model: Any) -> Callable[..., tts.ChunkedStream]:
     def synthesize(
         text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> tts.ChunkedStream:
-        refusal = g.refusal()
-        if refusal is None:
-            chunked: tts.ChunkedStream = original(text, conn_options=conn_options)
+        chunked: tts.ChunkedStream | FleetOpenError = g.admit(
+            lambda: original(text, conn_options=conn_options)
+        )
+        if not isinstance(chunked, FleetOpenError):
             return chunked
-        return _RefusedChunkedStream(refusal, tts=model, input_text=text, conn_options=conn_options)
+        return _RefusedChunkedStream(chunked, tts=model, input_text=text, conn_options=conn_options)
 
     return synthesize
 
@@ -247,11 +289,12 @@ def _tts_stream(g: _Gate, model: Any) -> Callable[..., tts.SynthesizeStream]:
     def stream(
         *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> tts.SynthesizeStream:
-        refusal = g.refusal()
-        if refusal is None:
-            streamed: tts.SynthesizeStream = original(conn_options=conn_options)
+        streamed: tts.SynthesizeStream | FleetOpenError = g.admit(
+            lambda: original(conn_options=conn_options)
+        )
+        if not isinstance(streamed, FleetOpenError):
             return streamed
-        return _RefusedSynthesizeStream(refusal, tts=model, conn_options=conn_options)
+        return _RefusedSynthesizeStream(streamed, tts=model, conn_options=conn_options)
 
     return stream
 

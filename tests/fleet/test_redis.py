@@ -110,15 +110,27 @@ def account_id(sim: GatewaySimulator, key: str) -> str:
     return account(provider, sim.base_url, key, key=DEPLOYMENT_KEY.encode()).id
 
 
-async def all_see(workers: list[Worker], sim: GatewaySimulator, key: str, *, opened: bool) -> None:
-    """Until every worker has ``key``'s account open (cooling down) or not."""
+async def all_see(
+    workers: list[Worker],
+    sim: GatewaySimulator,
+    key: str,
+    *,
+    opened: bool,
+    since: float | None = None,
+) -> None:
+    """Until every worker has ``key``'s account open (cooling down) or not.
+
+    ``since``: open means an opening whose cool-down ends after ``since`` (an opening made
+    since then), whether or not it has ended by now: a sub-second cool-down may be over
+    before a loaded machine has asked every worker.
+    """
     prefix = account_id(sim, key)
 
     async def check() -> bool:
         states = [await w.call(cmd="state") for w in workers]
-        now = time.time()
+        after = time.time() if since is None else since
         return all(
-            any(k.startswith(prefix) and u > now for k, u in s["open"].items()) is opened
+            any(k.startswith(prefix) and u > after for k, u in s["open"].items()) is opened
             for s in states
         )
 
@@ -170,17 +182,19 @@ async def test_every_cool_down_gets_its_probe(workers: list[Worker], sim: Gatewa
     """A failed probe re-opens the breaker and gives its lease back with it: after the
     next cool-down (here shorter than the 15 s lease) the fleet probes again, once."""
     sim.llm.default = QUOTA
+    since = time.time()
     await workers[0].session(sim, "sk-reprobe", cooldown=0.5)
-    await all_see(workers, sim, "sk-reprobe", opened=True)
+    await all_see(workers, sim, "sk-reprobe", opened=True, since=since)
     for _ in range(2):  # two cool-downs, two failing probes
         await asyncio.sleep(0.6)
-        before = len(sim.requests)
+        before, since = len(sim.requests), time.time()
         for _ in range(10):
             await asyncio.gather(*(w.session(sim, "sk-reprobe", cooldown=0.5) for w in workers))
             if billed(sim, before):
                 break
         assert billed(sim, before) == ["llm"]
-        await all_see(workers, sim, "sk-reprobe", opened=True)
+        # Re-opened everywhere: a cool-down ending after this round began.
+        await all_see(workers, sim, "sk-reprobe", opened=True, since=since)
 
 
 async def test_no_lease_for_an_opening_already_replaced(redis_server: RedisServer) -> None:

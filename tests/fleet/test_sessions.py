@@ -13,8 +13,9 @@ import dataclasses
 import time
 from typing import Any
 
+import pytest
 import tenacity
-from livekit.agents import Agent, AgentSession, CloseReason, llm
+from livekit.agents import Agent, AgentSession, APIConnectOptions, CloseReason, llm
 from livekit.plugins import openai
 
 from agent_guard import Category, GuardPolicy, guard
@@ -22,7 +23,7 @@ from agent_guard._audio import preload
 from agent_guard._policy import DEFAULT_FAREWELL_AUDIO
 from agent_guard.fallback import FallbackLLM
 from agent_guard.fleet import FleetBreaker, FleetOpenError
-from agent_guard.testing import GatewaySimulator, QuotaExceeded, Reply, Unauthorized
+from agent_guard.testing import GatewaySimulator, HttpError, QuotaExceeded, Reply, Unauthorized
 from tests.conftest import SECRET_KEY, make_session, start
 
 OTHER_KEY = "sk-proj-OTHERSECRET9876543210zyxwvuZYXWVU"
@@ -251,6 +252,66 @@ class TestHalfOpen:
         await asyncio.wait_for(g.wait_closed(), 5)
         (state,) = breaker.states.values()
         assert 110 < state.until - time.time() <= 120
+
+
+async def consume(stream: llm.LLMStream) -> str:
+    """Read a chat stream to its end, as livekit's llm_node does; the text it carried."""
+    async with stream:
+        return "".join(c.delta.content or "" for c in [c async for c in stream] if c.delta)
+
+
+def ask(session: AgentSession[Any]) -> llm.LLMStream:
+    """A request through the session's (gated) LLM, with livekit's retries kept short."""
+    ctx = llm.ChatContext.empty()
+    ctx.add_message(role="user", content="hello")
+    conn = APIConnectOptions(max_retry=3, retry_interval=0.05, timeout=5.0)
+    model = session.llm
+    assert isinstance(model, llm.LLM)
+    return model.chat(chat_ctx=ctx, conn_options=conn)
+
+
+class TestRetries:
+    """livekit retries a failed request inside its stream, not through ``chat()``: a
+    request let through before the account was found exhausted must not be retried into
+    it. In a session the guard usually cancels the stream before livekit's first retry
+    (0.1 s after the failure); on a loaded worker it does not (the fleet benchmark, with
+    each call paying its own TLS set-up, leaked dozens of retries that way). Here the
+    stream is read directly, so no guard cancels it."""
+
+    async def test_no_retry_into_the_opening_its_failure_made(self, sim: GatewaySimulator) -> None:
+        breaker = FleetBreaker("test")
+        session = make_session(sim)
+        guard(session, policy(breaker))
+        await start(session)
+        sim.llm.default = QuotaExceeded(category="MaxGatewayCredits")
+        before = len(sim.requests)
+
+        with pytest.raises(FleetOpenError):
+            await consume(ask(session))
+
+        assert billed(sim, before) == ["llm"]  # the discovery; not its 3 retries
+        assert len(breaker.states) == 1
+        await session.aclose()
+
+    async def test_the_probe_retries_a_transient_failure(self, sim: GatewaySimulator) -> None:
+        """The probe's own retries are still the probe: after a 500 it tries again, is
+        served, and closes the breaker."""
+        breaker = FleetBreaker("test")
+        pol = policy(breaker, cooldown=60.0)
+        await exhaust(sim, pol)
+        end_cooldown(breaker)
+        sim.llm.script(HttpError(500))
+        sim.llm.default = Reply("Back.")
+        session = make_session(sim)
+        guard(session, pol)
+        await start(session)
+        before = len(sim.requests)
+
+        assert await consume(ask(session)) == "Back."
+
+        assert billed(sim, before) == ["llm", "llm"]
+        assert breaker.states == {}
+        await session.aclose()
 
 
 class TestFallback:
