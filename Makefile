@@ -5,7 +5,9 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 export UV_PROJECT_ENVIRONMENT := .venv
-export UV_PYTHON := $(shell command -v $(PYTHON))
+# The interpreter itself, not a shim in front of it (pyenv): uv compares it with the one
+# .venv was made from, and would otherwise rebuild .venv at every sync.
+export UV_PYTHON := $(shell $(PYTHON) -c "import sys; print(sys.executable)")
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: demo test lint typecheck unit bench dist-check clean
@@ -13,17 +15,27 @@ export UV_PYTHON_DOWNLOADS := never
 demo: .venv/.synced ## the side-by-side demo, fully offline
 	$(UV) run --frozen --no-sync python -m examples.demo
 
-test: lint typecheck unit ## everything CI runs
+# Lint takes a second and goes first; then the type check and the tests run side by side
+# (the tests mostly wait on real-time audio and timeouts). Each prints its output whole when
+# it ends; `make test` fails if any of them failed, after all have run.
+test: .venv/.synced ## everything CI runs
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory -j2 -k --output-sync=target typecheck unit
 
+# Worker processes (pytest-xdist), handed one test at a time, the slowest first; tests that
+# share a wider fixture (the Redis server and its worker processes) go to one worker
+# together: see tests/conftest.py. PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 3
 unit: .venv/.synced
-	$(UV) run --frozen --no-sync pytest
+	$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: .venv/.synced
 	$(UV) run --frozen --no-sync ruff check .
 	$(UV) run --frozen --no-sync ruff format --check .
 
+# Niced: beside the tests (`make test`), the tests that time the guard get the CPU first.
 typecheck: .venv/.synced
-	$(UV) run --frozen --no-sync mypy agent_guard plugins examples tests benchmarks docs
+	nice -n 10 $(UV) run --frozen --no-sync mypy agent_guard plugins examples tests benchmarks docs
 
 bench: .venv/.synced
 	$(UV) run --frozen --no-sync python -m benchmarks
@@ -39,7 +51,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 .venv/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --all-packages
+	$(UV) sync --frozen --all-packages --compile-bytecode
 	@touch $@
 
 clean:

@@ -199,10 +199,13 @@ _FACTORIES: list[Callable[[], BaseException]] = [
 ]
 
 
+_factories = st.sampled_from(_FACTORIES)
+
+
 @st.composite
 def exceptions(draw: st.DrawFn) -> BaseException:
     """One exception of a random type with random HTTP-ish attributes."""
-    factory = draw(st.sampled_from(_FACTORIES))
+    factory = draw(_factories)
     error: BaseException = factory()
     if isinstance(error, FuzzError | APIError):
         for name, strategy in (
@@ -218,13 +221,18 @@ def exceptions(draw: st.DrawFn) -> BaseException:
     return error
 
 
+# Built once: a strategy made inside a draw is validated again on every example.
+_error_lists = st.lists(exceptions(), min_size=1, max_size=4)
+_LINKS = {n: st.none() | st.integers(0, n - 1) for n in range(1, 5)}
+
+
 @st.composite
 def chains(draw: st.DrawFn) -> object:
     """A head exception linked to others through __cause__/__context__, cycles allowed."""
     if draw(st.integers(0, 20)) == 0:
         return draw(scalars)  # not an exception at all, passed by mistake
-    errors = draw(st.lists(exceptions(), min_size=1, max_size=4))
-    link = st.none() | st.integers(0, len(errors) - 1)
+    errors = draw(_error_lists)
+    link = _LINKS[len(errors)]
     for error in errors:
         for name in ("__cause__", "__context__"):
             if (index := draw(link)) is not None:

@@ -269,7 +269,7 @@ class TestOperatorFields:
 
 _WORKER_SCRIPT = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, os, sys, traceback
     from livekit.agents.cli.log import setup_logging
     from agent_guard import GuardPolicy, Kind, classify, guard
     from agent_guard import _audio
@@ -292,18 +292,36 @@ _WORKER_SCRIPT = textwrap.dedent(
             async with asyncio.timeout(20):
                 await g.wait_closed()
 
-    setup_logging(sys.argv[1], devmode=False, console=False)  # what `start` does
-    asyncio.run(main())
+    # One worker process per level, forked once the imports are done (they are most of its
+    # cost); each prints to a file of its own.
+    out_dir, levels = sys.argv[1], sys.argv[2:]
+    for level in levels:
+        if (pid := os.fork()) == 0:
+            try:
+                with open(os.path.join(out_dir, level + ".out"), "w") as out:
+                    os.dup2(out.fileno(), sys.stdout.fileno())
+                setup_logging(level, devmode=False, console=False)  # what `start` does
+                asyncio.run(main())
+                sys.stdout.flush()
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        if os.waitpid(pid, 0)[1] != 0:
+            sys.exit(f"the {level} worker failed")
     """
 )
 
 
-def _worker_lines(level: str, tmp_path: Path) -> list[dict[str, Any]]:
-    """agent_guard's lines as a livekit worker in `start` mode prints them (JSON)."""
-    script = tmp_path / "worker.py"
+@pytest.fixture(scope="class")
+def worker_lines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """agent_guard's lines as a livekit worker in `start` mode prints them (JSON), by level."""
+    out_dir = tmp_path_factory.mktemp("worker")
+    script = out_dir / "worker.py"
     script.write_text(_WORKER_SCRIPT)
+    levels = ("INFO", "DEBUG")
     done = subprocess.run(
-        [sys.executable, str(script), level],
+        [sys.executable, str(script), str(out_dir), *levels],
         capture_output=True,
         text=True,
         timeout=180,
@@ -312,17 +330,20 @@ def _worker_lines(level: str, tmp_path: Path) -> list[dict[str, Any]]:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    return [line for line in lines if line.get("name") == LOGGER_NAME]
+    by_level: dict[str, list[dict[str, Any]]] = {}
+    for level in levels:
+        printed = (out_dir / f"{level}.out").read_text().splitlines()
+        lines = [json.loads(line) for line in printed if line.startswith("{")]
+        by_level[level] = [line for line in lines if line.get("name") == LOGGER_NAME]
+    return by_level
 
 
 class TestLivekitWorker:
     """In a worker configured by livekit's CLI, the lines are livekit's JSON lines."""
 
-    def test_start_mode_at_info(self, tmp_path: Path) -> None:
+    def test_start_mode_at_info(self, worker_lines: dict[str, list[dict[str, Any]]]) -> None:
         """JSON with the operator fields; the terminal close at ERROR; no debug lines."""
-        lines = _worker_lines("INFO", tmp_path)
-        by_event = {line["message"]: line for line in lines}
+        by_event = {line["message"]: line for line in worker_lines["INFO"]}
         assert "agent_guard.presynthesized" not in by_event
         classified = by_event["agent_guard.error_classified"]
         closing = by_event["agent_guard.closing"]
@@ -345,9 +366,9 @@ class TestLivekitWorker:
             )
         assert closing["reason"] == "terminal"
 
-    def test_debug_lines_at_debug(self, tmp_path: Path) -> None:
+    def test_debug_lines_at_debug(self, worker_lines: dict[str, list[dict[str, Any]]]) -> None:
         """--log-level DEBUG shows them: the level, not the logger, filtered them out."""
-        lines = _worker_lines("DEBUG", tmp_path)
+        lines = worker_lines["DEBUG"]
         debug = [line for line in lines if line["message"] == "agent_guard.presynthesized"]
         assert debug and debug[0]["level"] == "DEBUG"
 

@@ -197,13 +197,18 @@ async def storm_of_1000(run: Run) -> None:
     # 1,000 events in one synchronous burst through the real activity path: retry
     # attempts of a rate limit, failed turns that were client cancels (they never
     # count), one terminal error in the middle, and more of the same after the decision.
-    for i in range(1000):
-        if i == 500:
-            run.model.emit("error", llm_error(gateway_quota(), recoverable=True))
-        elif i % 4 == 3:
-            run.model.emit("error", llm_error(client_cancel(), recoverable=False))
-        else:
-            run.model.emit("error", llm_error(rate_limit(), recoverable=True))
+    # Each a fresh error, made before the burst: the close is timed from the decision, and
+    # what the burst after it costs must be the guard's and livekit's, not the test's.
+    events = [
+        llm_error(gateway_quota(), recoverable=True)
+        if i == 500
+        else llm_error(client_cancel(), recoverable=False)
+        if i % 4 == 3
+        else llm_error(rate_limit(), recoverable=True)
+        for i in range(1000)
+    ]
+    for event in events:
+        run.model.emit("error", event)
 
 
 async def two_sessions_one_failing(run: Run) -> None:
