@@ -163,8 +163,9 @@ async def test_exactly_one_probe_fleet_wide(workers: list[Worker], sim: GatewayS
     """After the cool-down, of many sessions in three processes one probes (still
     exhausted: it fails) and the breaker re-opens everywhere."""
     sim.llm.default = QUOTA
+    began = time.time()
     await workers[0].session(sim, "sk-probe", cooldown=0.5)
-    await all_see(workers, sim, "sk-probe", opened=True)
+    await all_see(workers, sim, "sk-probe", opened=True, since=began)
     await asyncio.sleep(0.6)
     before = len(sim.requests)
 
@@ -240,8 +241,11 @@ async def test_no_lease_for_an_opening_already_replaced(redis_server: RedisServe
 
 async def test_recovery_closes_everywhere(workers: list[Worker], sim: GatewaySimulator) -> None:
     sim.llm.default = QUOTA
+    began = time.time()
     await workers[0].session(sim, "sk-recovers", cooldown=0.5)
-    await all_see(workers, sim, "sk-recovers", opened=True)
+    # Opened since the session began: the 0.5 s cool-down may be over before every
+    # worker has been asked.
+    await all_see(workers, sim, "sk-recovers", opened=True, since=began)
     sim.llm.default = Reply("Back in business.")
     await asyncio.sleep(0.6)
 
