@@ -202,7 +202,7 @@ def summary(runs: list[Run]) -> str:
     rows.append(
         ("provider requests after credits ran out", *(str(r.failed_requests) for r in runs))
     )
-    rows.append(("error events seen by the session", *(str(len(r.errors)) for r in runs)))
+    rows.append(("error events seen by the app's listener", *(str(len(r.errors)) for r in runs)))
     rows.append(
         (
             "quota response -> session closed",
