@@ -34,7 +34,7 @@ from livekit.agents._exceptions import APIError
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
 from agent_guard import _seams
-from agent_guard._classify import classify
+from agent_guard._classify import DEFAULT_RETRY_HORIZON, classify
 from agent_guard._facts import Classifier
 from agent_guard._log import log
 from agent_guard._verdict import PUBLIC_MESSAGES, Kind, QuotaInfo, Verdict
@@ -109,12 +109,16 @@ class _Gate:
         breaker: FleetBreaker,
         classifiers: Sequence[Classifier],
         cooldown: float,
+        retry_horizon: float = DEFAULT_RETRY_HORIZON,
     ) -> None:
         self.account = account
         self.kind = kind
         self.breaker = breaker
         self.classifiers = tuple(classifiers)
         self.cooldown = cooldown
+        # The guard's own horizon: a rate limit it calls exhausted credits (a long
+        # Retry-After) must open the breaker too, and the classify memo then serves both.
+        self.retry_horizon = retry_horizon
         self.label = str(getattr(model, "label", "") or "")
 
     def refusal(self) -> FleetOpenError | None:
@@ -147,6 +151,7 @@ class _Gate:
                 classifiers=self.classifiers,
                 label=self.label,
                 recoverable=recoverable,
+                retry_horizon=self.retry_horizon,
             )
             self.breaker.failed(self.account, verdict, cooldown=self.cooldown)
         except Exception as e:
@@ -171,6 +176,7 @@ def gate(
     *,
     classifiers: Sequence[Classifier],
     cooldown: float,
+    retry_horizon: float = DEFAULT_RETRY_HORIZON,
 ) -> _Gate | None:
     """Gate ``model`` (idempotent; the first breaker to gate a model keeps it)."""
     existing = _GATES.get(model)
@@ -184,7 +190,7 @@ def gate(
     account = account_of(model)
     if account is None:
         return None
-    g = _Gate(model, account, kind, breaker, classifiers, cooldown)
+    g = _Gate(model, account, kind, breaker, classifiers, cooldown, retry_horizon)
     if kind is Kind.LLM:
         _wrap(model, "chat", _llm_chat(g, model))
     else:
@@ -214,7 +220,13 @@ def attach(session: AgentSession[Any], policy: GuardPolicy) -> None:
         for model in session_models(session):
             for leaf in leaves(model):
                 if kind_of_model(leaf) is not None and leaf not in _GATES:
-                    gate(leaf, breaker, classifiers=classifiers, cooldown=cooldown)
+                    gate(
+                        leaf,
+                        breaker,
+                        classifiers=classifiers,
+                        cooldown=cooldown,
+                        retry_horizon=policy.retry_horizon,
+                    )
     except Exception as e:
         log.error("agent_guard.fleet_failed", error_type=type(e).__name__)
 

@@ -23,7 +23,14 @@ from agent_guard._audio import preload
 from agent_guard._policy import DEFAULT_FAREWELL_AUDIO
 from agent_guard.fallback import FallbackLLM
 from agent_guard.fleet import FleetBreaker, FleetOpenError
-from agent_guard.testing import GatewaySimulator, HttpError, QuotaExceeded, Reply, Unauthorized
+from agent_guard.testing import (
+    GatewaySimulator,
+    HttpError,
+    QuotaExceeded,
+    RateLimited,
+    Reply,
+    Unauthorized,
+)
 from tests.conftest import SECRET_KEY, make_session, start
 
 OTHER_KEY = "sk-proj-OTHERSECRET9876543210zyxwvuZYXWVU"
@@ -206,6 +213,23 @@ class TestAccounts:
         await reply_or_close(session)
         assert breaker.states == {}
         await session.aclose()
+
+    async def test_the_policys_retry_horizon_judges_the_account(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """A rate limit whose Retry-After is past the policy's horizon is exhausted credits
+        for the guard, and for the breaker too: the gate judges with the same horizon."""
+        breaker = FleetBreaker("test")
+        sim.llm.default = RateLimited(retry_after=30)
+        session = make_session(sim, max_retry=0)
+        pol = dataclasses.replace(policy(breaker), retry_horizon=5.0)
+        g = guard(session, pol)
+        await start(session)
+        session.generate_reply(user_input="hello")
+        await asyncio.wait_for(g.wait_closed(), 5)
+        assert g.decision is not None
+        assert g.decision.verdict.category is Category.QUOTA_EXHAUSTED
+        assert len(breaker.states) == 1
 
 
 class TestHalfOpen:
