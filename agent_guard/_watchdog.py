@@ -122,7 +122,8 @@ class Watchdog:
         self._asked: weakref.WeakKeyDictionary[SpeechHandle, dict[str, Any]] = (
             weakref.WeakKeyDictionary()
         )
-        _seams.record_replies(session, _record_into(self._asked))
+        # The dictionary's own method: the session keeps it alive, not the watchdog.
+        _seams.record_replies(session, self._asked.__setitem__)
         self._own: weakref.WeakSet[SpeechHandle] = weakref.WeakSet()
         self._tools: set[str] = set()
         self._acting: asyncio.Task[None] | None = None
@@ -469,17 +470,7 @@ class Watchdog:
             self._spawn(presynthesize(engine, [text], limit=30.0))
 
 
-def _record_into(
-    asked: weakref.WeakKeyDictionary[SpeechHandle, dict[str, Any]],
-) -> Callable[[SpeechHandle, dict[str, Any]], None]:
-    # Not a bound method: the session keeps this alive, and must not keep the watchdog.
-    def record(handle: SpeechHandle, kwargs: dict[str, Any]) -> None:
-        asked[handle] = kwargs
-
-    return record
-
-
-def _again(kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+def _again(kwargs: dict[str, Any] | None) -> dict[str, Any]:
     """What to ask again for a stalled reply made by ``generate_reply(**kwargs)``.
 
     Its ``user_input`` is already in the agent's chat context (livekit adds it once the
@@ -487,7 +478,7 @@ def _again(kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
     own ``chat_ctx``: the request is built from that context, which does not have it.
     """
     if not kwargs:
-        return None
+        return {}
     if "chat_ctx" in kwargs:
         return dict(kwargs)
     return {k: v for k, v in kwargs.items() if k != "user_input"}
