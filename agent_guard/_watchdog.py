@@ -449,8 +449,12 @@ class Watchdog:
                 last_resort=Farewell.STALL,
             )
         if retry and not self._decided() and kind is not Kind.STT:
-            with contextlib.suppress(RuntimeError):
+            try:
                 session.generate_reply(**again)
+            except RuntimeError:
+                pass  # the session is closing
+            except Exception as e:  # the app's own arguments, replayed: never the guard's
+                log.error("agent_guard.watchdog_failed", error_type=type(e).__name__)
 
     def _prepare(self) -> None:
         """Decode (or synthesise) the notice ahead, so a stall never waits for it."""
