@@ -8,17 +8,19 @@ retry delay longer than the session can wait terminal.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import weakref
 from collections.abc import Sequence
 
-from agent_guard._facts import SAFE_ERRORS, Classifier, ErrorFacts, facts_from
+from agent_guard._facts import SAFE_ERRORS, Classifier, ErrorFacts, facts_from, provider_from_label
+from agent_guard._fingerprint import fingerprint, volatile_count
 from agent_guard._log import log
 from agent_guard._verdict import PUBLIC_MESSAGES, Category, Kind, QuotaInfo, Verdict
-from agent_guard.classifiers import DEFAULT_CLASSIFIERS, http_rules
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS, _providers, http_rules
 from agent_guard.classifiers._http import retry_delay
-from agent_guard.classifiers._providers import run_chain
+from agent_guard.classifiers._providers import first_party, run_chain
 
 __all__ = ["DEFAULT_RETRY_HORIZON", "classify"]
 
@@ -132,6 +134,20 @@ def classify(
     last = _last  # read once: another thread may replace it
     if last is not None and last[0]() is error and last[1] == key:
         return last[2]
+    # A retry attempt of a failure seen before: the same facts, the same verdict. Only
+    # attempts livekit will retry (recoverable) can recur; a final one is classified anew.
+    digest = None
+    if recoverable and chain == DEFAULT_CLASSIFIERS and first_party(provider_from_label(label)):
+        digest = fingerprint(error)
+    if digest is not None:
+        seen_key = (digest, resolved, label, horizon)
+        seen = _seen.get(seen_key)
+        if seen is not None and seen[0] is _providers._installed and seen[1] is _providers._every:
+            verdict = seen[2]()
+            if verdict is not None:
+                _last = _memo(error, key, verdict)
+                return verdict
+    moved = volatile_count()
     try:
         facts = facts_from(error, kind=resolved, label=label, recoverable=recoverable)
         verdict = _with_delay(run_chain(chain, facts) or http_rules(facts), facts, horizon)
@@ -141,15 +157,42 @@ def classify(
             "agent_guard.classification_failed", kind=resolved.value, error_type=type(exc).__name__
         )
         return _unknown(resolved, recoverable)
-    try:
-        _last = (weakref.ref(error), key, verdict)
-    except TypeError:  # a built-in exception type (ValueError()): no weak reference, no memo
-        _last = None
+    if digest is not None and volatile_count() == moved:
+        _remember(seen_key, verdict)
+    _last = _memo(error, key, verdict)
     return verdict
+
+
+def _memo(error: BaseException, key: tuple[object, ...], verdict: Verdict) -> _Last | None:
+    try:
+        return (weakref.ref(error), key, verdict)
+    except TypeError:  # a built-in exception type (ValueError()): no weak reference, no memo
+        return None
+
+
+def _remember(key: tuple[object, ...], verdict: Verdict) -> None:
+    _seen[key] = (_providers._installed, _providers._every, weakref.ref(verdict))
+    _seen.move_to_end(key)
+    while len(_seen) > _SEEN_SIZE:
+        try:
+            _seen.popitem(last=False)
+        except KeyError:  # emptied by another thread meanwhile
+            break
 
 
 # The last classification, for the same error classified again with the same arguments:
 # a guarded session's error event reaches the fleet gate (the model's "error" listener)
 # and then the guard, one after the other. Weakly: the error (and its traceback) must
 # not outlive the event. Verdicts are immutable, so handing out the same one is safe.
-_last: tuple[weakref.ref[BaseException], tuple[object, ...], Verdict] | None = None
+_Last = tuple[weakref.ref[BaseException], tuple[object, ...], Verdict]
+_last: _Last | None = None
+
+# Verdicts of retry attempts seen recently, by fingerprint (agent_guard._fingerprint)
+# and the other arguments: livekit reports each retry attempt with a new exception but
+# the same response. Weakly: a verdict lives as long as its guard keeps it among its
+# recent ones (or the memo above), and the cache itself keeps no provider text, only
+# digests. Bounded; the least recently stored goes first.
+_SEEN_SIZE = 256
+_seen: collections.OrderedDict[tuple[object, ...], tuple[object, object, weakref.ref[Verdict]]] = (
+    collections.OrderedDict()
+)

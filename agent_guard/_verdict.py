@@ -108,7 +108,8 @@ def _enum(enum: type[E], value: object, name: str) -> E:
         raise ValueError(f"Verdict.{name} must be one of {valid}, got {value!r}") from None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# weakref_slot: classify() remembers the verdicts of retry attempts weakly.
+@dataclass(frozen=True, slots=True, kw_only=True, weakref_slot=True)
 class Verdict:
     """The classification of one failure.
 

@@ -12,6 +12,9 @@ contenders are interleaved call by call so that they share the machine's conditi
 
 * ``classify()``, default chain, every provider plugin of this repository installed;
 * ``classify()``, default chain, no provider plugin installed (the core alone);
+* ``classify()`` of a retry attempt (``recoverable=True``) of a failure classified
+  before: a new exception over the same response, answered from its fingerprint (every
+  plugin installed; the verdicts are kept alive, as a guard keeps its recent ones);
 * stock livekit's own cost per error event, for scale: ``llm.emit("error", LLMError)``
   on a started, unguarded ``AgentSession`` (what livekit does with a retry attempt).
 
@@ -254,12 +257,16 @@ async def measure(samples: int) -> dict[str, Any]:
     # last answer for the very same error (the fleet gate and the guard both classify
     # each event), and consecutive calls on one instance would time that memo instead.
     errors = [(name, kind, label, (build(), build())) for name, kind, label, build in MIX]
+    # Retry attempts: a pool of new exceptions per case, the same response each time.
+    attempts = {name: [build() for _ in range(8)] for name, _, _, build in MIX}
+    held: list[Any] = []  # as a guard's recent verdicts keep them
     per_round = len(errors)
     rounds = (samples + per_round - 1) // per_round
     stock_calls, session = await _stock_calls(WARMUP + rounds * per_round)
     clock = time.perf_counter_ns
     plugins: dict[str, list[float]] = {name: [] for name, *_ in errors}
     core: dict[str, list[float]] = {name: [] for name, *_ in errors}
+    retries: dict[str, list[float]] = {name: [] for name, *_ in errors}
     stock: list[float] = []
     stock_iter = iter(stock_calls)
     gc.collect()
@@ -276,6 +283,15 @@ async def measure(samples: int) -> dict[str, Any]:
                 elapsed = (clock() - start) / 1000
                 if not warm:
                     bucket[name].append(elapsed)
+            _registry_fast(True)
+            attempt = attempts[name][i % 8]
+            start = clock()
+            verdict = classify(attempt, kind=kind, label=label, recoverable=True)
+            elapsed = (clock() - start) / 1000
+            if warm:
+                held.append(verdict)
+            else:
+                retries[name].append(elapsed)
             call = next(stock_iter, None)
             if call is not None:
                 start = clock()
@@ -285,16 +301,23 @@ async def measure(samples: int) -> dict[str, Any]:
                     stock.append(elapsed)
     await session.aclose()
     _registry(True)
-    return {"plugins": plugins, "core": core, "stock": stock}
+    return {"plugins": plugins, "core": core, "retries": retries, "stock": stock}
 
 
 def report(results: Mapping[str, Any], samples: int) -> str:
     plugins: dict[str, list[float]] = results["plugins"]
     core: dict[str, list[float]] = results["core"]
+    retries: dict[str, list[float]] = results["retries"]
     stock: list[float] = results["stock"]
     with_plugins, without = verdicts(True), verdicts(False)
     rows: list[tuple[str, ...]] = [
-        ("case", "verdict (plugins / core only)", "plugins: median µs", "core only: median µs")
+        (
+            "case",
+            "verdict (plugins / core only)",
+            "plugins: median µs",
+            "core only: median µs",
+            "retry attempt: median µs",
+        )
     ]
     for (name, *_), cat_all, cat_core in zip(MIX, with_plugins, without, strict=True):
         verdict = cat_all if cat_all == cat_core else f"{cat_all} / {cat_core}"
@@ -304,12 +327,15 @@ def report(results: Mapping[str, Any], samples: int) -> str:
                 verdict,
                 f"{statistics.median(plugins[name]):.1f}",
                 f"{statistics.median(core[name]):.1f}",
+                f"{statistics.median(retries[name]):.1f}",
             )
         )
     pooled_plugins = [x for xs in plugins.values() for x in xs]
     pooled_core = [x for xs in core.values() for x in xs]
     mix_plugins = statistics.median(pooled_plugins)
     mix_core = statistics.median(pooled_core)
+    pooled_retries = [x for xs in retries.values() for x in xs]
+    mix_retries = statistics.median(pooled_retries)
     stock_median = statistics.median(stock)
     summary: list[tuple[str, ...]] = [
         ("contender (realistic mix, pooled)", "median µs", "p95 µs", "÷ stock per event"),
@@ -324,6 +350,12 @@ def report(results: Mapping[str, Any], samples: int) -> str:
             f"{mix_core:.1f}",
             f"{percentile(pooled_core, 95):.1f}",
             f"{mix_core / stock_median:.2f}",
+        ),
+        (
+            "`classify()`, retry attempt of a failure seen before (every plugin)",
+            f"{mix_retries:.1f}",
+            f"{percentile(pooled_retries, 95):.1f}",
+            f"{mix_retries / stock_median:.2f}",
         ),
         (
             'stock livekit, `llm.emit("error")` per event',
@@ -349,6 +381,14 @@ def report(results: Mapping[str, Any], samples: int) -> str:
         table(rows, align_right_from=2),
         "",
         "Cases whose verdict differs without plugins are exactly the ones a plugin exists for.",
+        "",
+        "The first two contenders classify a failure in full (`recoverable=False`, the final "
+        "attempt: never answered from the retry cache). *Retry attempt*: a new exception "
+        "over the same response with `recoverable=True`, answered from the fingerprint of "
+        "what classification reads (`agent_guard._fingerprint`) when the chain is "
+        "first-party; a provider that sends a new request id with each attempt (OpenAI's "
+        "`x-request-id`) gets a new fingerprint each time, hence a full classification "
+        "plus the fingerprint.",
         "",
     ]
     return "\n".join(lines)

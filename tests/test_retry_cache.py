@@ -1,0 +1,241 @@
+"""classify() remembers the verdict of a retry attempt for the next attempt of the same failure.
+
+livekit reports each retry attempt with a new exception over an identical response: the
+second attempt is answered from a fingerprint of what classification reads
+(``agent_guard._fingerprint``). These tests hold the cache to never answering for a
+different failure, and to keeping no provider text and no error alive.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from agent_guard import Kind, Verdict, classify
+from agent_guard import _classify as classify_module
+from agent_guard._facts import facts_from
+from agent_guard._fingerprint import fingerprint
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS, _providers
+from agent_guard.testing import gateway_quota_body, openai_status_error
+from benchmarks.classify_cost import MIX
+from docs import verdict_table
+from tests.redaction_holes import HOLES
+from tests.test_verdict_snapshot import OPENAI, SNAPSHOT, _hole
+
+GATEWAY = "livekit.agents.inference.llm.LLM"
+SECRET = "sk-proj-RETRYcache0123456789abcdefABCDEF"
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> Iterator[None]:
+    classify_module._seen.clear()
+    classify_module._last = None
+    yield
+    classify_module._seen.clear()
+
+
+@pytest.fixture
+def full_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the classifications that ran in full (recovered the facts)."""
+    runs: list[int] = []
+    real = facts_from
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        runs.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(classify_module, "facts_from", counting)
+    return runs
+
+
+def rate_limit(**headers: str) -> Exception:
+    return openai_status_error(
+        429,
+        json=gateway_quota_body("MaxConcurrentGatewayLLMRpm", error="rate limit exceeded"),
+        headers=headers,
+    )
+
+
+def retry(error: BaseException, *, label: str | None = GATEWAY, **kwargs: Any) -> Verdict:
+    return classify(
+        error, kind=kwargs.pop("kind", Kind.LLM), label=label, recoverable=True, **kwargs
+    )
+
+
+class TestHits:
+    def test_a_second_attempt_is_answered_without_classifying(self, full_runs: list[int]) -> None:
+        first = retry(rate_limit())
+        second = retry(rate_limit())  # a new exception, the same response
+        assert second is first
+        assert len(full_runs) == 1
+
+    def test_the_final_attempt_is_classified_anew(self, full_runs: list[int]) -> None:
+        retry(rate_limit())
+        final = classify(rate_limit(), kind=Kind.LLM, label=GATEWAY, recoverable=False)
+        assert len(full_runs) == 2
+        assert final.recoverable is False
+
+    def test_every_snapshot_case_keeps_its_verdict_when_remembered(self) -> None:
+        """The second attempt of each case is the cached verdict: it must be the snapshot's."""
+        snapshot = json.loads(SNAPSHOT.read_text())
+        for case_id, build, kind, label in _cases():
+            first = classify(build(), kind=kind, label=label, recoverable=True).as_dict()
+            second = classify(build(), kind=kind, label=label, recoverable=True).as_dict()
+            expected = dict(snapshot[case_id], recoverable=True)
+            assert first == expected, case_id
+            assert second == expected, case_id
+
+
+def _cases() -> Iterator[tuple[str, Callable[[], BaseException], Kind, str | None]]:
+    for provider, case, _, kind, label, build in verdict_table._core_cases():
+        yield f"core/{provider}/{case}", build, kind, label
+    for fx in verdict_table._openai_fixtures():
+        yield f"openai/{fx.id}", fx.error, fx.kind, fx.label
+    for provider in verdict_table.PLUGINS:
+        for fx in verdict_table._plugin_fixtures(provider):
+            yield f"{provider}/{fx.id}", fx.error, fx.kind, fx.label
+    for name, kind, label, build in MIX:
+        yield f"mix/{name}", build, kind, label
+    for name in HOLES:
+        yield f"hole/{name}", _hole(HOLES[name][1]), Kind.LLM, OPENAI
+
+
+class TestNeverAnotherFailure:
+    """Each pair differs in one fact only: the cache must not answer for the second."""
+
+    def test_another_body(self) -> None:
+        rpm = retry(openai_status_error(429, json=gateway_quota_body("MaxConcurrentGatewayLLMRpm")))
+        credits = retry(openai_status_error(429, json=gateway_quota_body("MaxGatewayCredits")))
+        assert (rpm.category.value, credits.category.value) == ("rate_limited", "quota_exhausted")
+
+    def test_another_status(self) -> None:
+        body = {"error": {"message": "try later", "type": "server_error"}}
+        overloaded = retry(openai_status_error(503, json=body), label=OPENAI)
+        server = retry(openai_status_error(500, json=body), label=OPENAI)
+        assert (overloaded.status_code, server.status_code) == (503, 500)
+        assert overloaded.category != server.category
+
+    def test_another_header(self) -> None:
+        soon = retry(rate_limit(**{"retry-after": "20"}))
+        tomorrow = retry(rate_limit(**{"retry-after": "86400"}))
+        assert (soon.category.value, tomorrow.category.value) == ("rate_limited", "quota_exhausted")
+
+    def test_another_request_id(self) -> None:
+        one = retry(rate_limit(**{"x-request-id": "req_one"}))
+        two = retry(rate_limit(**{"x-request-id": "req_two"}))
+        assert (one.request_id, two.request_id) == ("req_one", "req_two")
+
+    def test_another_model_or_kind(self) -> None:
+        gateway = retry(rate_limit())
+        openai = retry(rate_limit(), label=OPENAI)
+        tts = retry(rate_limit(), kind=Kind.TTS)
+        assert gateway.model == GATEWAY and openai.model == OPENAI
+        assert tts.kind is Kind.TTS and gateway.kind is Kind.LLM
+
+    def test_another_retry_horizon(self) -> None:
+        waits = retry(rate_limit(**{"retry-after": "120"}), retry_horizon=300.0)
+        gives_up = retry(rate_limit(**{"retry-after": "120"}), retry_horizon=60.0)
+        assert (waits.terminal, gives_up.terminal) == (False, True)
+
+    def test_another_exception_type(self) -> None:
+        from livekit.agents import APIStatusError
+
+        body = "upstream said no"
+        sdk = retry(APIStatusError("no", status_code=400, body=body))
+
+        class Custom(APIStatusError):
+            pass
+
+        custom = retry(Custom("no", status_code=400, body=body))
+        assert custom is not sdk
+        assert custom.detail.startswith("Custom:")
+
+
+class TestOnlyWhereSafe:
+    def test_a_custom_chain_is_classified_every_time(self, full_runs: list[int]) -> None:
+        def mine(facts: Any) -> None:
+            return None
+
+        for _ in range(2):
+            retry(rate_limit(), classifiers=(mine, *DEFAULT_CLASSIFIERS))
+        assert len(full_runs) == 2
+
+    def test_a_third_party_provider_classifier_is_classified_every_time(
+        self, full_runs: list[int], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def theirs(facts: Any) -> None:  # may read any attribute of the error
+            return None
+
+        installed = dict(_providers.installed_providers())
+        installed["openai"] = (theirs,)
+        monkeypatch.setattr(_providers, "_installed", installed)
+        for _ in range(2):
+            retry(rate_limit(), label=OPENAI)
+        assert len(full_runs) == 2
+        assert not _providers.first_party("openai")
+
+    def test_a_reloaded_registry_is_not_answered_from_the_old_one(
+        self, full_runs: list[int], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        retry(rate_limit())
+        monkeypatch.setattr(_providers, "_installed", dict(_providers.installed_providers()))
+        retry(rate_limit())
+        assert len(full_runs) == 2
+
+    def test_a_retry_after_date_is_read_against_the_clock_every_time(
+        self, full_runs: list[int]
+    ) -> None:
+        for _ in range(2):
+            retry(rate_limit(**{"retry-after": "Wed, 21 Oct 2099 07:28:00 GMT"}))
+        assert len(full_runs) == 2
+
+    def test_a_failing_classifier_is_logged_every_time(
+        self, full_runs: list[int], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def broken(facts: Any) -> None:
+            raise RuntimeError("bug")
+
+        installed = dict(_providers.installed_providers())
+        installed["anthropic"] = (broken,)
+        monkeypatch.setattr(_providers, "_installed", installed)
+        monkeypatch.setattr(_providers, "_is_own", lambda classifier: True)
+        label = "livekit.plugins.anthropic.llm.LLM"
+        for _ in range(2):
+            retry(rate_limit(), label=label)
+        assert len(full_runs) == 2
+
+    def test_what_it_cannot_read_is_not_fingerprinted(self) -> None:
+        error = rate_limit()
+        error.body = object()  # type: ignore[attr-defined]  # an object it cannot read
+        assert fingerprint(error) is None
+        assert fingerprint(ExceptionGroup("g", [rate_limit()])) is None
+
+
+class TestKeepsNothing:
+    def test_no_provider_text_and_no_error_is_kept(self) -> None:
+        body = {"error": {"message": f"Incorrect API key provided: {SECRET}.", "code": "x"}}
+        error = openai_status_error(401, json=body)
+        error_ref = weakref.ref(error)
+        verdict = retry(error, label=OPENAI)
+        verdict_ref = weakref.ref(verdict)
+        assert len(classify_module._seen) == 1
+        assert SECRET not in repr(list(classify_module._seen.items()))
+        (digest, *_), (_, _, held) = next(iter(classify_module._seen.items()))
+        assert type(digest) is bytes and len(digest) == 16
+        assert isinstance(held, weakref.ref)
+        del error, verdict
+        classify_module._last = None
+        gc.collect()
+        assert error_ref() is None and verdict_ref() is None
+
+    def test_bounded(self) -> None:
+        keep = [
+            retry(openai_status_error(429, json=gateway_quota_body(f"Category{i}")))
+            for i in range(classify_module._SEEN_SIZE + 50)
+        ]
+        assert len(keep) > len(classify_module._seen) == classify_module._SEEN_SIZE
