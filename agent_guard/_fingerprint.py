@@ -62,12 +62,38 @@ def _token(t: type) -> int:
     return token
 
 
+_PLAIN = frozenset({str, bytes, int, float, bool, type(None)})
+
+
+def _plain(value: object, depth: int = 0) -> object:
+    """``value`` itself, once checked to be plain data (scalars, dicts, lists, tuples).
+
+    marshal would also write other objects: a bytearray or memoryview as if it were
+    bytes, which facts_from does not read alike.
+    """
+    t = type(value)
+    if t in _PLAIN:
+        return value
+    if depth == 8:
+        raise _Opaque
+    if t is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]  # a dict
+            _plain(key, depth + 1)
+            _plain(item, depth + 1)
+        return value
+    if t is list or t is tuple:
+        for item in value:  # type: ignore[attr-defined]  # a list or tuple
+            _plain(item, depth + 1)
+        return value
+    raise _Opaque
+
+
 def _headers(value: object) -> object:
     """Response headers: httpx's raw pairs, or the items of any other mapping."""
     if value is None or type(value) is dict:
-        return value
+        return _plain(value)
     if not isinstance(value, Mapping):
-        return (_token(type(value)), value)  # marshal refuses anything but plain data
+        return (_token(type(value)), _plain(value))
     raw = getattr(value, "raw", None)  # httpx: the undecoded pairs, far cheaper than items()
     if type(raw) is not list:
         raw = []
@@ -76,7 +102,7 @@ def _headers(value: object) -> object:
                 raise _Opaque
             # aiohttp's names are istr, a str subclass marshal refuses: the text, typed.
             raw.append((key if type(key) is str else (_token(type(key)), str.__str__(key)), item))
-    return (_token(type(value)), raw)
+    return (_token(type(value)), _plain(raw))
 
 
 def _response(value: object) -> object:
@@ -85,11 +111,11 @@ def _response(value: object) -> object:
         return value
     return (
         _token(type(value)),
-        getattr(value, "status_code", None),
-        getattr(value, "status", None),
+        _plain(getattr(value, "status_code", None)),
+        _plain(getattr(value, "status", None)),
         _headers(getattr(value, "headers", None)),
-        getattr(value, "content", None),
-        getattr(value, "text", None),
+        _plain(getattr(value, "content", None)),
+        _plain(getattr(value, "text", None)),
     )
 
 
@@ -127,13 +153,11 @@ def fingerprint(error: BaseException) -> bytes | None:
                 elif name == "verdict":
                     return None  # a carried verdict: cheap to read, never remembered
                 else:
-                    parts.append(value)
-        # marshal (version 2: no back-references, so equal data gives equal bytes) writes
-        # exact str/bytes/int/float/bool/None/tuple/list/dict only, each tagged with its
-        # type, and raises ValueError for anything else (a subclass, an object): then
-        # the error is classified in full.
+                    parts.append(_plain(value))
+        # Plain data only (_plain): marshal (version 2: no back-references, so equal data
+        # gives equal bytes) writes each value tagged with its exact type.
         return hashlib.blake2b(marshal.dumps(parts, 2), digest_size=16).digest()
-    except SAFE_ERRORS:  # _Opaque and marshal's ValueError among them
+    except SAFE_ERRORS:  # _Opaque among them
         return None
 
 

@@ -215,6 +215,15 @@ class TestOnlyWhereSafe:
         assert fingerprint(error) is None
         assert fingerprint(ExceptionGroup("g", [rate_limit()])) is None
 
+    def test_bytes_like_bodies_are_not_taken_for_bytes(self) -> None:
+        # marshal writes a memoryview or bytearray as it writes bytes; facts_from does not
+        # read them alike (a memoryview body is no body).
+        from livekit.agents import APIStatusError
+
+        as_bytes = APIStatusError("no", status_code=400, body=b'{"error": "quota"}')
+        as_view = APIStatusError("no", status_code=400, body=memoryview(b'{"error": "quota"}'))
+        assert fingerprint(as_bytes) is not None
+        assert fingerprint(as_view) is None
 
 class TestKeepsNothing:
     def test_no_provider_text_and_no_error_is_kept(self) -> None:
