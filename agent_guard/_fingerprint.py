@@ -30,13 +30,13 @@ __all__ = ["READ_ATTRIBUTES", "fingerprint"]
 #: the provider plugins: body, message, details, request_info). A classifier that reads
 #: another one must not run behind the cache (only first-party chains do).
 READ_ATTRIBUTES = (
+    "request_id",
     "status_code",
     "status",
     "message",
     "body",
     "details",
     "headers",
-    "request_id",
     "request_info",
     "response",
     "verdict",
@@ -142,6 +142,10 @@ def fingerprint(error: BaseException) -> bytes | None:
                 value = getattr(link, name, None)
                 if value is None:
                     parts.append(None)
+                elif name == "request_id":
+                    # A request id is new with every attempt (OpenAI's, Anthropic's): the
+                    # next attempt cannot match, so the digest is not worth its cost.
+                    return None
                 elif name == "headers":
                     parts.append(_headers(value))
                 elif name == "response" or name == "request_info":

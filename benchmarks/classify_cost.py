@@ -226,10 +226,15 @@ def _registry(installed: bool) -> None:
 _ALL: Mapping[str, Any] = {}
 
 
+_NONE: Mapping[str, Any] = {}
+_EVERY: tuple[Any, ...] = ()
+
+
 def _registry_fast(installed: bool) -> None:
-    chains = _ALL if installed else {}
-    _providers._installed = chains
-    _providers._every = tuple(c for chain in chains.values() for c in chain) if installed else ()
+    # The same registry objects each time, as in production: classify() does not answer
+    # a retry attempt from a verdict made under another registry.
+    _providers._installed = _ALL if installed else _NONE
+    _providers._every = _EVERY if installed else ()
 
 
 def verdicts(installed: bool) -> list[str]:
@@ -250,8 +255,9 @@ async def _stock_calls(n: int) -> tuple[Sequence[Callable[[], object]], Any]:
 
 async def measure(samples: int) -> dict[str, Any]:
     """Interleaved per-call samples (µs) for each case and contender, and stock's."""
-    global _ALL
+    global _ALL, _EVERY
     _ALL = installed_providers(reload=True)
+    _EVERY = tuple(c for chain in _ALL.values() for c in chain)
     _providers._missing_logged.update(_providers.DISTRIBUTIONS)
     # Each contender classifies its own instance of each case: classify() remembers its
     # last answer for the very same error (the fleet gate and the guard both classify
@@ -386,9 +392,10 @@ def report(results: Mapping[str, Any], samples: int) -> str:
         "attempt: never answered from the retry cache). *Retry attempt*: a new exception "
         "over the same response with `recoverable=True`, answered from the fingerprint of "
         "what classification reads (`agent_guard._fingerprint`) when the chain is "
-        "first-party; a provider that sends a new request id with each attempt (OpenAI's "
-        "`x-request-id`) gets a new fingerprint each time, hence a full classification "
-        "plus the fingerprint.",
+        "first-party. An error whose exceptions carry a `request_id` (the OpenAI and Anthropic "
+        "SDKs read it from the response's request-id header, new with each attempt) is not "
+        "fingerprinted and is classified in full, as in the first two rows: here the OpenAI "
+        "429, whose response has an `x-request-id`.",
         "",
     ]
     return "\n".join(lines)

@@ -225,6 +225,12 @@ class TestOnlyWhereSafe:
         assert fingerprint(as_bytes) is not None
         assert fingerprint(as_view) is None
 
+    def test_an_error_with_a_request_id_is_not_fingerprinted(self) -> None:
+        # The id is new with each attempt: the next one could never match.
+        assert fingerprint(rate_limit(**{"x-request-id": "req_1"})) is None
+        assert fingerprint(rate_limit()) is not None
+
+
 class TestKeepsNothing:
     def test_no_provider_text_and_no_error_is_kept(self) -> None:
         body = {"error": {"message": f"Incorrect API key provided: {SECRET}.", "code": "x"}}
