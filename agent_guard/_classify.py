@@ -14,10 +14,17 @@ import math
 import weakref
 from collections.abc import Sequence
 
-from agent_guard._facts import SAFE_ERRORS, Classifier, ErrorFacts, facts_from, provider_from_label
+from agent_guard._facts import (
+    SAFE_ERRORS,
+    Classifier,
+    ErrorFacts,
+    describe,
+    facts_from,
+    provider_from_label,
+)
 from agent_guard._fingerprint import fingerprint, volatile_count
 from agent_guard._log import log
-from agent_guard._verdict import PUBLIC_MESSAGES, Category, Kind, QuotaInfo, Verdict
+from agent_guard._verdict import PUBLIC_MESSAGES, Category, Kind, QuotaInfo, Verdict, refill
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS, _providers, http_rules
 from agent_guard.classifiers._http import retry_delay
 from agent_guard.classifiers._providers import first_party, run_chain
@@ -134,19 +141,21 @@ def classify(
     last = _last  # read once: another thread may replace it
     if last is not None and last[0]() is error and last[1] == key:
         return last[2]
-    # A retry attempt of a failure seen before: the same facts, the same verdict. Only
-    # attempts livekit will retry (recoverable) can recur; a final one is classified anew.
-    digest = None
-    if recoverable and chain == DEFAULT_CLASSIFIERS and first_party(provider_from_label(label)):
-        digest = fingerprint(error)
-    if digest is not None:
-        seen_key = (digest, resolved, label, horizon)
+    # A repeat of a failure seen before (the next retry attempt, the next turn, another
+    # session): the same facts but for the request id, the same verdict but for the
+    # request id and the detail, which are made for this error.
+    printed = None
+    if chain == DEFAULT_CLASSIFIERS and first_party(provider_from_label(label)):
+        printed = fingerprint(error)
+    if printed is not None:
+        seen_key = (printed.digest, resolved, label, recoverable, horizon)
         seen = _seen.get(seen_key)
         if seen is not None and seen[0] is _providers._installed and seen[1] is _providers._every:
-            verdict = seen[2]()
-            if verdict is not None:
-                _last = _memo(error, key, verdict)
-                return verdict
+            verdict = refill(
+                seen[2], detail=describe(error, printed.message), request_id=printed.request_id
+            )
+            _last = _memo(error, key, verdict)
+            return verdict
     moved = volatile_count()
     try:
         facts = facts_from(error, kind=resolved, label=label, recoverable=recoverable)
@@ -157,7 +166,7 @@ def classify(
             "agent_guard.classification_failed", kind=resolved.value, error_type=type(exc).__name__
         )
         return _unknown(resolved, recoverable)
-    if digest is not None and volatile_count() == moved:
+    if printed is not None and volatile_count() == moved:
         _remember(seen_key, verdict)
     _last = _memo(error, key, verdict)
     return verdict
@@ -171,7 +180,10 @@ def _memo(error: BaseException, key: tuple[object, ...], verdict: Verdict) -> _L
 
 
 def _remember(key: tuple[object, ...], verdict: Verdict) -> None:
-    _seen[key] = (_providers._installed, _providers._every, weakref.ref(verdict))
+    # Without the detail (unredacted provider text until read) and the request id: the
+    # template keeps only what classifiers made (redacted quota fields, sanitised hints).
+    template = refill(verdict, detail="", request_id=None)
+    _seen[key] = (_providers._installed, _providers._every, template)
     _seen.move_to_end(key)
     while len(_seen) > _SEEN_SIZE:
         try:
@@ -187,12 +199,11 @@ def _remember(key: tuple[object, ...], verdict: Verdict) -> None:
 _Last = tuple[weakref.ref[BaseException], tuple[object, ...], Verdict]
 _last: _Last | None = None
 
-# Verdicts of retry attempts seen recently, by fingerprint (agent_guard._fingerprint)
-# and the other arguments: livekit reports each retry attempt with a new exception but
-# the same response. Weakly: a verdict lives as long as its guard keeps it among its
-# recent ones (or the memo above), and the cache itself keeps no provider text, only
-# digests. Bounded; the least recently stored goes first.
+# Verdicts of failures seen recently, by fingerprint (agent_guard._fingerprint) and the
+# other arguments, each held with the provider registry it was made under. No provider
+# text: digests, and templates without detail or request id. Bounded; the least recently
+# stored goes first.
 _SEEN_SIZE = 256
-_seen: collections.OrderedDict[tuple[object, ...], tuple[object, object, weakref.ref[Verdict]]] = (
+_seen: collections.OrderedDict[tuple[object, ...], tuple[object, object, Verdict]] = (
     collections.OrderedDict()
 )

@@ -1,35 +1,75 @@
-"""A digest of everything the shipped classifiers read from an error, for retry attempts.
+"""A digest of what classification reads from an error, to answer repeats of a failure.
 
 livekit reports every retry attempt of a failing request as an error event of its own,
-with a new exception object but the same status, body and headers: classifying each
-afresh repeats the same work for the same answer. :func:`fingerprint` condenses what
-classification reads from an exception chain (each link's type and the attributes that
-:func:`agent_guard._facts.facts_from`, the core's classifiers and this project's
-provider classifiers look at, the response's status, headers and body, ``str()`` of the
-error) into a 128-bit BLAKE2b digest: two errors with the same digest yield the same
-facts, hence the same verdict from the same first-party chain.
+and a storm repeats the same failure across turns and sessions: a new exception each
+time, with the same status, body and the headers classification reads, but a new request
+id (OpenAI's, Anthropic's and LiveKit Inference's ``x-request-id`` change per request).
+Classifying each afresh repeats the same work for the same answer.
 
-It is conservative: anything it cannot read as plain data (an unknown object, a
-pydantic model, a nested exception, a carried verdict, an exception group, a raising
-property) makes it return ``None``, and the error is classified in full.
-Only the digest is kept, never provider text (which can echo credentials).
+:func:`fingerprint` condenses what classification reads from an exception chain (each
+link's type and the attributes :func:`agent_guard._facts.facts_from`, the core's
+classifiers and this project's provider classifiers look at; the response's status,
+body and the headers in :data:`READ_HEADERS`; ``str()`` of the error) into a 128-bit
+BLAKE2b digest. Two errors with the same digest yield the same verdict from the same
+first-party chain, except for what depends on the request id, which the digest leaves
+out: the request id itself, and the id's text wherever it appears (``str()`` of livekit's
+``APIStatusError`` names it, Anthropic's bodies carry it). Those are made anew for each
+error (:class:`Print`).
+
+A request id is masked only when it is a long token (:data:`MIN_MASKED` characters): a
+random token of that length appears in provider text only where the text quotes the id.
+A shorter one stays in the digest, so an error with another short id is classified anew.
+
+It is conservative: anything it cannot read as plain data (an unknown object, a pydantic
+model, a carried verdict, an exception group, a raising property, more headers than
+``facts_from`` reads, non-ASCII header names) makes it return ``None``, and the error is
+classified in full. Only the digest is kept, never provider text (which can echo
+credentials).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import marshal
+import re
 from collections.abc import Mapping
+from itertools import islice
+from typing import NamedTuple
 
-from agent_guard._facts import SAFE_ERRORS, _walk
+from agent_guard._facts import (
+    _MAX_HEADER_VALUE,
+    _MAX_HEADERS,
+    REQUEST_ID_HEADERS,
+    SAFE_ERRORS,
+    _walk,
+    request_id_of,
+    safe_str,
+)
 
-__all__ = ["READ_ATTRIBUTES", "fingerprint"]
+__all__ = ["MIN_MASKED", "READ_HEADERS", "READ_PREFIX", "Print", "fingerprint"]
 
-#: The attributes of each link of the chain that classification reads (facts_from: status,
-#: body, headers, response; _detail: message, body; _request_id; carried_verdict: verdict;
-#: the provider plugins: body, message, details, request_info). A classifier that reads
-#: another one must not run behind the cache (only first-party chains do).
-READ_ATTRIBUTES = (
+#: The headers that classification reads, with every ``READ_PREFIX`` one (LiveKit
+#: Inference's usage headers). ``tests/test_retry_cache.py`` runs every first-party
+#: classifier over the verdict corpus and fails if one reads another. The request-id ones
+#: are read only for ``Verdict.request_id``, which is made anew for each error.
+READ_HEADERS = frozenset({"retry-after", "retry-after-ms", "dg-error", *REQUEST_ID_HEADERS})
+READ_PREFIX = "x-livekit-inference-"
+_READ_RAW = frozenset(name.encode() for name in READ_HEADERS)
+_READ_RAW_PREFIX = READ_PREFIX.encode()
+_ID_HEADERS = frozenset(REQUEST_ID_HEADERS)
+
+#: A request id shorter than this is kept in the digest instead of masked.
+MIN_MASKED = 16
+# What is masked: a token (no spaces, no quotes), as the providers' ids are.
+_MASKABLE = re.compile(r"[A-Za-z0-9][\w.:\-]*", re.ASCII)
+_MASK = b"\x00\xffrequest-id\xff\x00"
+
+# What is read of each exception of the chain (facts_from: status, body, headers,
+# response; describe: message, body; request_id_of; carried_verdict: verdict; the
+# provider plugins: body, message, details, request_info).
+_LINK = (
+    "verdict",
     "request_id",
     "status_code",
     "status",
@@ -37,16 +77,42 @@ READ_ATTRIBUTES = (
     "body",
     "details",
     "headers",
-    "request_info",
     "response",
-    "verdict",
+    "request_info",
 )
-_MAX_ITEMS = 256
+# The types a read attribute may have. Nested values are left to marshal, which refuses
+# anything but plain data; it writes a bytearray or memoryview as bytes, which facts_from
+# does not read alike, hence this check at the top.
+_PLAIN = frozenset({str, bytes, int, float, bool, type(None), dict, list, tuple})
 _MAX_TYPES = 4096
 
 # A number per class, in place of the class (marshal writes plain data only). Classes are
 # held, so a number is never reused for another class; errors come in a handful of them.
 _TYPES: dict[type, int] = {}
+
+
+def _raw_header_types() -> frozenset[type]:
+    # httpx's Headers keep the undecoded pairs: far cheaper to read than items().
+    found = set()
+    for module in ("httpx", "httpx2"):
+        try:
+            found.add(importlib.import_module(module).Headers)
+        except (ImportError, AttributeError):
+            continue
+    return frozenset(found)
+
+
+_RAW_HEADERS = _raw_header_types()
+
+
+class Print(NamedTuple):
+    """What :func:`fingerprint` found: the digest, and what the digest leaves out."""
+
+    digest: bytes
+    message: str
+    """``str()`` of the error, as ``facts_from`` reads it (for ``Verdict.detail``)."""
+    request_id: str | None
+    """``Verdict.request_id`` for this error."""
 
 
 class _Opaque(Exception):
@@ -62,50 +128,81 @@ def _token(t: type) -> int:
     return token
 
 
-_PLAIN = frozenset({str, bytes, int, float, bool, type(None)})
-
-
-def _plain(value: object, depth: int = 0) -> object:
-    """``value`` itself, once checked to be plain data (scalars, dicts, lists, tuples).
-
-    marshal would also write other objects: a bytearray or memoryview as if it were
-    bytes, which facts_from does not read alike.
-    """
-    t = type(value)
-    if t in _PLAIN:
-        return value
-    if depth == 8:
+def _plain(value: object) -> object:
+    if type(value) not in _PLAIN:
         raise _Opaque
-    if t is dict:
-        for key, item in value.items():  # type: ignore[attr-defined]  # a dict
-            _plain(key, depth + 1)
-            _plain(item, depth + 1)
-        return value
-    if t is list or t is tuple:
-        for item in value:  # type: ignore[attr-defined]  # a list or tuple
-            _plain(item, depth + 1)
-        return value
-    raise _Opaque
+    return value
 
 
-def _headers(value: object) -> object:
-    """Response headers: httpx's raw pairs, or the items of any other mapping."""
-    if value is None or type(value) is dict:
-        return _plain(value)
-    if not isinstance(value, Mapping):
-        return (_token(type(value)), _plain(value))
-    raw = getattr(value, "raw", None)  # httpx: the undecoded pairs, far cheaper than items()
-    if type(raw) is not list:
-        raw = []
-        for n, (key, item) in enumerate(value.items()):
-            if n == _MAX_ITEMS:
+class _Reader:
+    """One fingerprint's walk: the request ids it met, and the ones to mask."""
+
+    __slots__ = ("ids", "masked", "merged")
+
+    def __init__(self) -> None:
+        self.ids: list[object] = []
+        """Each link's ``request_id``, in chain order."""
+        self.merged: dict[str, str] = {}
+        """The request-id headers as ``facts_from`` merges them."""
+        self.masked: list[str] = []
+
+    def headers(self, value: object) -> object:
+        """The read headers of one holder, in order, every occurrence."""
+        if value is None:
+            return None
+        found: list[tuple[str, str]] = []
+        if type(value) in _RAW_HEADERS:
+            raw = value.raw  # type: ignore[attr-defined]  # an httpx.Headers
+            if len(raw) > _MAX_HEADERS:  # facts_from reads the first ones only
                 raise _Opaque
-            # aiohttp's names are istr, a str subclass marshal refuses: the text, typed.
-            raw.append((key if type(key) is str else (_token(type(key)), str.__str__(key)), item))
-    return (_token(type(value)), _plain(raw))
+            for key, item in raw:
+                # httpx lower-cases and decodes names (ASCII, else UTF-8 or Latin-1): an
+                # ASCII name lower-cases alike as bytes; an ASCII value decodes alike.
+                if not key.isascii():
+                    raise _Opaque
+                name = key.lower()
+                if name in _READ_RAW or name.startswith(_READ_RAW_PREFIX):
+                    if not item.isascii():
+                        raise _Opaque
+                    found.append((name.decode(), item.decode()))
+            # items() joins a repeated name's values with ", ".
+            joined: dict[str, str] = {}
+            for name, item in found:
+                joined[name] = f"{joined[name]}, {item}" if name in joined else item
+            pairs: list[tuple[str, str]] = list(joined.items())
+        elif isinstance(value, Mapping):
+            items = list(islice(value.items(), _MAX_HEADERS + 1))
+            if len(items) > _MAX_HEADERS:
+                raise _Opaque
+            for key, item in items:
+                if isinstance(key, str) and isinstance(item, str):  # as facts_from reads them
+                    name = key.lower()
+                    if name in READ_HEADERS or name.startswith(READ_PREFIX):
+                        found.append((str.__str__(name), str.__str__(item)))
+            pairs = found
+        else:
+            raise _Opaque
+        for name, item in pairs:
+            if name in _ID_HEADERS:
+                self.merged.setdefault(name, item[:_MAX_HEADER_VALUE])
+                self._mask_candidate(item)
+        return (_token(type(value)), found)
+
+    def _mask_candidate(self, value: object) -> None:
+        if (
+            type(value) is str
+            and len(value) >= MIN_MASKED
+            and value not in self.masked
+            and _MASKABLE.fullmatch(value)
+        ):
+            self.masked.append(value)
+
+    def request_id(self, value: object) -> None:
+        self.ids.append(value)
+        self._mask_candidate(value)
 
 
-def _response(value: object) -> object:
+def _response(value: object, reader: _Reader) -> object:
     """The attributes facts_from reads from a link's response."""
     if value is None or type(value) in (str, bytes, int, float, bool):
         return value
@@ -113,7 +210,7 @@ def _response(value: object) -> object:
         _token(type(value)),
         _plain(getattr(value, "status_code", None)),
         _plain(getattr(value, "status", None)),
-        _headers(getattr(value, "headers", None)),
+        reader.headers(getattr(value, "headers", None)),
         _plain(getattr(value, "content", None)),
         _plain(getattr(value, "text", None)),
     )
@@ -125,42 +222,51 @@ def _request_info(value: object) -> object:
     return (_token(type(value)), None if url is None else (_token(type(url)), str(url)))
 
 
-def fingerprint(error: BaseException) -> bytes | None:
+def fingerprint(error: BaseException) -> Print | None:
     """A digest of what classification reads from ``error``, or ``None`` if it cannot tell.
 
     Equal digests mean equal facts for :func:`agent_guard._facts.facts_from` and every
-    first-party classifier. Never raises for any ``error``.
+    first-party classifier, but for the request id (see the module doc). Never raises for
+    any ``error``.
     """
     try:
         if not isinstance(error, BaseException) or isinstance(error, BaseExceptionGroup):
             return None
-        parts: list[object] = [str(error)]
+        message = safe_str(error)
+        reader = _Reader()
+        parts: list[object] = [message]
         shared: list[int] = []  # the SDK error and httpx's share one response
         for link in _walk(error):
+            verdict, request_id, *plain, headers, response, request_info = (
+                getattr(link, name, None) for name in _LINK
+            )
+            if verdict is not None:
+                return None  # a carried verdict: cheap to read, never remembered
+            reader.request_id(request_id)
             parts.append(_token(type(link)))
-            for name in READ_ATTRIBUTES:
-                value = getattr(link, name, None)
+            for value in plain:
+                if type(value) not in _PLAIN:
+                    raise _Opaque
+            parts.extend(plain)
+            parts.append(reader.headers(headers))
+            for value, read in ((response, _response), (request_info, _request_info)):
                 if value is None:
                     parts.append(None)
-                elif name == "request_id":
-                    # A request id is new with every attempt (OpenAI's, Anthropic's): the
-                    # next attempt cannot match, so the digest is not worth its cost.
-                    return None
-                elif name == "headers":
-                    parts.append(_headers(value))
-                elif name == "response" or name == "request_info":
-                    if id(value) in shared:
-                        parts.append(("same", shared.index(id(value))))
-                        continue
-                    shared.append(id(value))
-                    parts.append(_response(value) if name == "response" else _request_info(value))
-                elif name == "verdict":
-                    return None  # a carried verdict: cheap to read, never remembered
+                elif id(value) in shared:
+                    parts.append(("same", shared.index(id(value))))
                 else:
-                    parts.append(_plain(value))
-        # Plain data only (_plain): marshal (version 2: no back-references, so equal data
-        # gives equal bytes) writes each value tagged with its exact type.
-        return hashlib.blake2b(marshal.dumps(parts, 2), digest_size=16).digest()
+                    shared.append(id(value))
+                    parts.append(read(value, reader) if read is _response else read(value))
+        parts.append(reader.ids)
+        # marshal (version 2: no back-references, so equal data gives equal bytes) writes
+        # each value tagged with its exact type, and refuses anything but plain data.
+        data = marshal.dumps(parts, 2)
+        # Each request id's text, wherever it is (a str or bytes, alone or quoted in a
+        # message or body), becomes the same mask: only the id differs between repeats.
+        for rid in reader.masked:
+            data = data.replace(rid.encode(), _MASK)
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        return Print(digest, message, request_id_of(reader.ids, reader.merged))
     except SAFE_ERRORS:  # _Opaque among them
         return None
 

@@ -1,17 +1,19 @@
-"""classify() remembers the verdict of a retry attempt for the next attempt of the same failure.
+"""classify() answers a repeat of a failure from the verdict it made for the first one.
 
-livekit reports each retry attempt with a new exception over an identical response: the
-second attempt is answered from a fingerprint of what classification reads
-(``agent_guard._fingerprint``). These tests hold the cache to never answering for a
-different failure, and to keeping no provider text and no error alive.
+livekit reports each retry attempt with a new exception over an identical response (but
+a new request id): the repeat is answered from a fingerprint of what classification reads
+(``agent_guard._fingerprint``). These tests hold the cache to answering exactly what a full
+classification would (request id and detail included), never for a different failure, and
+to keeping no provider text and no error alive.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ import pytest
 from agent_guard import Kind, Verdict, classify
 from agent_guard import _classify as classify_module
 from agent_guard._facts import facts_from
-from agent_guard._fingerprint import fingerprint
+from agent_guard._fingerprint import READ_HEADERS, READ_PREFIX, fingerprint
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS, _providers
 from agent_guard.testing import gateway_quota_body, openai_status_error
 from benchmarks.classify_cost import MIX
@@ -71,8 +73,40 @@ class TestHits:
     def test_a_second_attempt_is_answered_without_classifying(self, full_runs: list[int]) -> None:
         first = retry(rate_limit())
         second = retry(rate_limit())  # a new exception, the same response
-        assert second is first
+        assert second == first and second is not first
         assert len(full_runs) == 1
+
+    def test_a_new_request_id_is_answered_with_its_own_id(self, full_runs: list[int]) -> None:
+        ids = [_long_id(i) for i in range(3)]
+        verdicts = [retry(rate_limit(**{"x-request-id": rid})) for rid in ids]
+        assert len(full_runs) == 1
+        assert [v.request_id for v in verdicts] == ids
+        assert verdicts[1].replace(request_id=ids[0]) == verdicts[0]
+
+    def test_an_id_quoted_in_the_body_and_message_is_this_errors(
+        self, full_runs: list[int]
+    ) -> None:
+        # Anthropic's error bodies carry the request id, and the SDK's message quotes the body.
+        def attempt(n: int) -> Exception:
+            body = {
+                "type": "error",
+                "error": {"type": "api_error", "message": f"Internal error ({_long_id(n)})"},
+                "request_id": _long_id(n),
+            }
+            return openai_status_error(500, json=body, headers={"x-request-id": _long_id(n)})
+
+        retry(attempt(1), label=OPENAI)
+        answered = retry(attempt(2), label=OPENAI)
+        assert len(full_runs) == 1
+        classify_module._seen.clear()
+        full = retry(attempt(2), label=OPENAI)
+        assert len(full_runs) == 2
+        assert answered == full  # the detail quotes this attempt's id, as a full run's does
+
+    def test_final_attempts_are_remembered_too(self, full_runs: list[int]) -> None:
+        finals = [classify(rate_limit(), kind=Kind.LLM, label=GATEWAY) for _ in range(2)]
+        assert len(full_runs) == 1
+        assert finals[0] == finals[1] and finals[1].recoverable is False
 
     def test_the_final_attempt_is_classified_anew(self, full_runs: list[int]) -> None:
         retry(rate_limit())
@@ -89,6 +123,11 @@ class TestHits:
             expected = dict(snapshot[case_id], recoverable=True)
             assert first == expected, case_id
             assert second == expected, case_id
+
+
+def _long_id(n: int) -> str:
+    # The shape of OpenAI's ids: "req_" and 32 hex digits.
+    return f"req_{n:032x}"
 
 
 def _cases() -> Iterator[tuple[str, Callable[[], BaseException], Kind, str | None]]:
@@ -125,10 +164,19 @@ class TestNeverAnotherFailure:
         tomorrow = retry(rate_limit(**{"retry-after": "86400"}))
         assert (soon.category.value, tomorrow.category.value) == ("rate_limited", "quota_exhausted")
 
-    def test_another_request_id(self) -> None:
+    def test_another_short_request_id(self, full_runs: list[int]) -> None:
+        # Too short to tell from provider text: kept in the digest, so classified anew.
         one = retry(rate_limit(**{"x-request-id": "req_one"}))
         two = retry(rate_limit(**{"x-request-id": "req_two"}))
         assert (one.request_id, two.request_id) == ("req_one", "req_two")
+        assert len(full_runs) == 2
+
+    def test_another_text_around_the_same_request_id(self) -> None:
+        rid = _long_id(7)
+        rpm = retry(rate_limit(**{"x-request-id": rid}))
+        body = gateway_quota_body("MaxGatewayCredits", error=f"credits gone ({rid})")
+        credits = retry(openai_status_error(429, json=body, headers={"x-request-id": rid}))
+        assert (rpm.category.value, credits.category.value) == ("rate_limited", "quota_exhausted")
 
     def test_another_model_or_kind(self) -> None:
         gateway = retry(rate_limit())
@@ -225,10 +273,73 @@ class TestOnlyWhereSafe:
         assert fingerprint(as_bytes) is not None
         assert fingerprint(as_view) is None
 
-    def test_an_error_with_a_request_id_is_not_fingerprinted(self) -> None:
-        # The id is new with each attempt: the next one could never match.
-        assert fingerprint(rate_limit(**{"x-request-id": "req_1"})) is None
-        assert fingerprint(rate_limit()) is not None
+    def test_a_long_request_id_is_masked_a_short_one_kept(self) -> None:
+        def digest(rid: str) -> bytes:
+            printed = fingerprint(rate_limit(**{"x-request-id": rid}))
+            assert printed is not None and printed.request_id == rid
+            return printed.digest
+
+        assert digest(_long_id(1)) == digest(_long_id(2))
+        assert digest("req_1") != digest("req_2")
+
+    def test_headers_it_cannot_read_as_facts_from_does_are_not_fingerprinted(self) -> None:
+        many = {f"x-filler-{i}": "1" for i in range(70)}
+        assert fingerprint(rate_limit(**many)) is None  # facts_from reads the first 64
+        assert fingerprint(rate_limit(**{"x-filler": "1"})) is not None
+
+    def test_the_request_id_is_the_one_a_full_classification_finds(self) -> None:
+        # livekit's request_id, the SDK's, then the header: as facts_from reads them.
+        for headers in ({"x-request-id": _long_id(1)}, {"request-id": _long_id(2)}, {}):
+            error = rate_limit(**headers)
+            printed = fingerprint(error)
+            classify_module._seen.clear()
+            full = classify(error, kind=Kind.LLM, label=GATEWAY)
+            assert printed is not None and printed.request_id == full.request_id
+
+
+class _Reads(Mapping[str, str]):
+    """Headers that note every name read (iterating them reads them all)."""
+
+    def __init__(self, headers: Mapping[str, str], read: set[str]) -> None:
+        self._headers, self._read = headers, read
+
+    def __getitem__(self, name: str) -> str:
+        self._read.add(name)
+        return self._headers[name]
+
+    def __contains__(self, name: object) -> bool:
+        self._read.add(str(name))
+        return name in self._headers
+
+    def __iter__(self) -> Iterator[str]:
+        self._read.add("*every header*")
+        return iter(self._headers)
+
+    def __len__(self) -> int:
+        return len(self._headers)
+
+
+def test_classification_reads_only_the_headers_the_fingerprint_digests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every first-party classifier, over the whole verdict corpus: a header read that the
+    digest leaves out would let one failure be answered with another's verdict."""
+    read: set[str] = set()
+    real = facts_from
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        facts = real(*args, **kwargs)
+        return dataclasses.replace(facts, headers=_Reads(facts.headers, read))
+
+    monkeypatch.setattr(classify_module, "facts_from", recording)
+    for _, build, kind, label in _cases():
+        for recoverable in (True, False):
+            classify_module._seen.clear()
+            classify(build(), kind=kind, label=label, recoverable=recoverable)
+    unread = {
+        name for name in read if name not in READ_HEADERS and not name.startswith(READ_PREFIX)
+    }
+    assert read and not unread
 
 
 class TestKeepsNothing:
@@ -237,12 +348,13 @@ class TestKeepsNothing:
         error = openai_status_error(401, json=body)
         error_ref = weakref.ref(error)
         verdict = retry(error, label=OPENAI)
+        assert SECRET not in verdict.detail and "Incorrect API key" in verdict.detail
         verdict_ref = weakref.ref(verdict)
         assert len(classify_module._seen) == 1
         assert SECRET not in repr(list(classify_module._seen.items()))
         (digest, *_), (_, _, held) = next(iter(classify_module._seen.items()))
         assert type(digest) is bytes and len(digest) == 16
-        assert isinstance(held, weakref.ref)
+        assert (held.detail, held.request_id) == ("", None)  # a template: no provider text
         del error, verdict
         classify_module._last = None
         gc.collect()
