@@ -237,9 +237,9 @@ def fingerprint(error: BaseException) -> Print | None:
         parts: list[object] = [message]
         shared: list[int] = []  # the SDK error and httpx's share one response
         for link in _walk(error):
-            verdict, request_id, *plain, headers, response, request_info = (
+            verdict, request_id, *plain, headers, response, request_info = [
                 getattr(link, name, None) for name in _LINK
-            )
+            ]
             if verdict is not None:
                 return None  # a carried verdict: cheap to read, never remembered
             reader.request_id(request_id)
