@@ -29,12 +29,12 @@ credentials).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import marshal
 import re
 from collections.abc import Mapping
 from itertools import islice
+from operator import itemgetter
 from typing import NamedTuple
 
 from agent_guard._facts import (
@@ -57,6 +57,8 @@ READ_HEADERS = frozenset({"retry-after", "retry-after-ms", "dg-error", *REQUEST_
 READ_PREFIX = "x-livekit-inference-"
 _READ_RAW = frozenset(name.encode() for name in READ_HEADERS)
 _READ_RAW_PREFIX = READ_PREFIX.encode()
+_ID_RAW = tuple(name.encode() for name in REQUEST_ID_HEADERS)
+_first = itemgetter(0)
 _ID_HEADERS = frozenset(REQUEST_ID_HEADERS)
 
 #: A request id shorter than this is kept in the digest instead of masked.
@@ -108,7 +110,7 @@ _RAW_HEADERS = _raw_header_types()
 class Print(NamedTuple):
     """What :func:`fingerprint` found: the digest, and what the digest leaves out."""
 
-    digest: bytes
+    digest: tuple[int, int]
     message: str
     """``str()`` of the error, as ``facts_from`` reads it (for ``Verdict.detail``)."""
     request_id: str | None
@@ -150,43 +152,49 @@ class _Reader:
         """The read headers of one holder, in order, every occurrence."""
         if value is None:
             return None
-        found: list[tuple[str, str]] = []
         if type(value) in _RAW_HEADERS:
-            raw = value.raw  # type: ignore[attr-defined]  # an httpx.Headers
-            if len(raw) > _MAX_HEADERS:  # facts_from reads the first ones only
-                raise _Opaque
-            for key, item in raw:
-                # httpx lower-cases and decodes names (ASCII, else UTF-8 or Latin-1): an
-                # ASCII name lower-cases alike as bytes; an ASCII value decodes alike.
-                if not key.isascii():
-                    raise _Opaque
-                name = key.lower()
-                if name in _READ_RAW or name.startswith(_READ_RAW_PREFIX):
-                    if not item.isascii():
-                        raise _Opaque
-                    found.append((name.decode(), item.decode()))
-            # items() joins a repeated name's values with ", ".
-            joined: dict[str, str] = {}
-            for name, item in found:
-                joined[name] = f"{joined[name]}, {item}" if name in joined else item
-            pairs: list[tuple[str, str]] = list(joined.items())
-        elif isinstance(value, Mapping):
-            items = list(islice(value.items(), _MAX_HEADERS + 1))
-            if len(items) > _MAX_HEADERS:
-                raise _Opaque
-            for key, item in items:
-                if isinstance(key, str) and isinstance(item, str):  # as facts_from reads them
-                    name = key.lower()
-                    if name in READ_HEADERS or name.startswith(READ_PREFIX):
-                        found.append((str.__str__(name), str.__str__(item)))
-            pairs = found
-        else:
+            return self._raw(value.raw)  # type: ignore[attr-defined]  # an httpx.Headers
+        if not isinstance(value, Mapping):
             raise _Opaque
-        for name, item in pairs:
-            if name in _ID_HEADERS:
-                self.merged.setdefault(name, item[:_MAX_HEADER_VALUE])
-                self._mask_candidate(item)
+        items = list(islice(value.items(), _MAX_HEADERS + 1))
+        if len(items) > _MAX_HEADERS:  # facts_from reads the first ones only
+            raise _Opaque
+        found: list[tuple[str, str]] = []
+        for key, item in items:
+            if isinstance(key, str) and isinstance(item, str):  # as facts_from reads them
+                name = key.lower()
+                if name in READ_HEADERS or name.startswith(READ_PREFIX):
+                    found.append((str.__str__(name), str.__str__(item)))
+                    if name in _ID_HEADERS:
+                        self._request_id_header(name, item)
         return (_token(type(value)), found)
+
+    def _raw(self, raw: list[tuple[bytes, bytes]]) -> object:
+        """httpx's undecoded pairs: far cheaper to read than ``items()``, which decodes
+        every header and joins a repeated name's values with ", "."""
+        if len(raw) > _MAX_HEADERS:  # facts_from reads the first ones only
+            raise _Opaque
+        # httpx decodes every name and value as ASCII if all are, else as UTF-8 or Latin-1:
+        # with ASCII names, a name lower-cases alike as bytes and as text (a "Kelvin sign"
+        # would not), and an ASCII value reads alike in any of the three.
+        if not b"".join(map(_first, raw)).isascii():
+            raise _Opaque
+        found = []
+        for key, item in raw:
+            name = key.lower()
+            if name in _READ_RAW or name.startswith(_READ_RAW_PREFIX):
+                if not item.isascii():
+                    raise _Opaque
+                found.append((name, item))
+        for name in _ID_RAW:
+            values = [item for key, item in found if key == name]
+            if values:
+                self._request_id_header(name.decode(), b", ".join(values).decode())
+        return found
+
+    def _request_id_header(self, name: str, value: str) -> None:
+        self.merged.setdefault(name, value[:_MAX_HEADER_VALUE])
+        self._mask_candidate(value)
 
     def _mask_candidate(self, value: object) -> None:
         if (
@@ -265,7 +273,9 @@ def fingerprint(error: BaseException) -> Print | None:
         # message or body), becomes the same mask: only the id differs between repeats.
         for rid in reader.masked:
             data = data.replace(rid.encode(), _MASK)
-        digest = hashlib.blake2b(data, digest_size=16).digest()
+        # Python's hash of bytes is SipHash with a key secret to the process: no provider
+        # text can be made to collide; with the length, 64 bits for a few hundred entries.
+        digest = (len(data), hash(data))
         return Print(digest, message, request_id_of(reader.ids, reader.merged))
     except SAFE_ERRORS:  # _Opaque among them
         return None
