@@ -9,8 +9,8 @@ Classifying each afresh repeats the same work for the same answer.
 :func:`fingerprint` condenses what classification reads from an exception chain (each
 link's type and the attributes :func:`agent_guard._facts.facts_from`, the core's
 classifiers and this project's provider classifiers look at; the response's status,
-body and the headers in :data:`READ_HEADERS`; ``str()`` of the error) into a 128-bit
-BLAKE2b digest. Two errors with the same digest yield the same verdict from the same
+body and the headers in :data:`READ_HEADERS`; ``str()`` of the error) into a digest: its
+length and keyed hash. Two errors with the same digest yield the same verdict from the same
 first-party chain, except for what depends on the request id, which the digest leaves
 out: the request id itself, and the id's text wherever it appears (``str()`` of livekit's
 ``APIStatusError`` names it, Anthropic's bodies carry it). Those are made anew for each
