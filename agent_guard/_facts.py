@@ -453,8 +453,11 @@ def _body_message(body: object, depth: int = 0) -> str | None:
     return None
 
 
-def describe(error: BaseException, message: str) -> str:
-    """``Verdict.detail`` for ``error`` (whose ``str()`` is ``message``), pending redaction.
+def describe(error: BaseException, message: str | None) -> str:
+    """``Verdict.detail`` for ``error``, pending redaction.
+
+    ``message`` is ``str(error)`` as :func:`safe_str` reads it, or ``None`` to read it
+    here if it is needed.
 
     The error's type and message, each piece of provider text once: livekit's
     ``APIStatusError.__str__`` repeats the status, the request id and the body after the
@@ -463,10 +466,11 @@ def describe(error: BaseException, message: str) -> str:
     OpenAI SDK often narrows a gateway body to a bare string that is not in the
     message). Redacted, and cut at a word boundary.
     """
-    text = message
-    if isinstance(error, APIStatusError):
-        own = safe_getattr(error, "message")
-        text = own[:_MAX_MESSAGE] if isinstance(own, str) else text
+    own = safe_getattr(error, "message") if isinstance(error, APIStatusError) else None
+    if isinstance(own, str):
+        text = own[:_MAX_MESSAGE]
+    else:
+        text = safe_str(error) if message is None else message
     if isinstance(error, APIError) and (extra := _body_message(safe_getattr(error, "body"))):
         extra = extra[:_MAX_MESSAGE]
         if extra not in text:

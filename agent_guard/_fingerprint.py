@@ -37,6 +37,8 @@ from itertools import islice
 from operator import itemgetter
 from typing import NamedTuple
 
+from livekit.agents import APIStatusError
+
 from agent_guard._facts import (
     _MAX_HEADER_VALUE,
     _MAX_HEADERS,
@@ -87,6 +89,7 @@ _LINK = (
 # does not read alike, hence this check at the top.
 _PLAIN = frozenset({str, bytes, int, float, bool, type(None), dict, list, tuple})
 _MAX_TYPES = 4096
+_LIVEKIT_STR = APIStatusError.__str__
 
 # A number per class, in place of the class (marshal writes plain data only). Classes are
 # held, so a number is never reused for another class; errors come in a handful of them.
@@ -111,8 +114,9 @@ class Print(NamedTuple):
     """What :func:`fingerprint` found: the digest, and what the digest leaves out."""
 
     digest: tuple[int, int]
-    message: str
-    """``str()`` of the error, as ``facts_from`` reads it (for ``Verdict.detail``)."""
+    message: str | None
+    """``str()`` of the error as ``facts_from`` reads it, if it was read (for
+    ``Verdict.detail``)."""
     request_id: str | None
     """``Verdict.request_id`` for this error."""
 
@@ -240,9 +244,15 @@ def fingerprint(error: BaseException) -> Print | None:
     try:
         if not isinstance(error, BaseException) or isinstance(error, BaseExceptionGroup):
             return None
-        message = safe_str(error)
+        message = None
+        if type(error).__str__ is _LIVEKIT_STR:
+            # A function of the attributes read below, and of its `retryable`: not worth
+            # building (it repeats the whole body) for a digest.
+            parts: list[object] = [_plain(getattr(error, "retryable", None))]
+        else:
+            message = safe_str(error)
+            parts = [message]
         reader = _Reader()
-        parts: list[object] = [message]
         shared: list[int] = []  # the SDK error and httpx's share one response
         for link in _walk(error):
             verdict, request_id, *plain, headers, response, request_info = [

@@ -278,6 +278,25 @@ class TestOnlyWhereSafe:
         assert fingerprint(as_bytes) is not None
         assert fingerprint(as_view) is None
 
+    def test_what_livekits_str_shows_is_in_the_digest(self) -> None:
+        # str() of livekit's APIStatusError is not built for the digest: what it shows is.
+        from livekit.agents import APIStatusError
+
+        def printed(error: BaseException) -> Any:
+            found = fingerprint(error)
+            assert found is not None
+            return found
+
+        retried = printed(APIStatusError("no", status_code=503, body="x", retryable=True))
+        final = printed(APIStatusError("no", status_code=503, body="x", retryable=False))
+        assert retried.digest != final.digest and retried.message is None
+
+        class Told(APIStatusError):
+            def __str__(self) -> str:
+                return "told " + self.message
+
+        assert printed(Told("no", status_code=503, body="x")).message == "told no"
+
     def test_a_long_request_id_is_masked_a_short_one_kept(self) -> None:
         def digest(rid: str) -> bytes:
             printed = fingerprint(rate_limit(**{"x-request-id": rid}))
