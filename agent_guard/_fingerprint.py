@@ -184,16 +184,17 @@ class _Reader:
         if not b"".join(map(_first, raw)).isascii():
             raise _Opaque
         found = []
+        ids: dict[bytes, bytes] = {}
         for key, item in raw:
             name = key.lower()
             if name in _READ_RAW or name.startswith(_READ_RAW_PREFIX):
                 if not item.isascii():
                     raise _Opaque
                 found.append((name, item))
-        for name in _ID_RAW:
-            values = [item for key, item in found if key == name]
-            if values:
-                self._request_id_header(name.decode(), b", ".join(values).decode())
+                if name in _ID_RAW:  # joined as items() joins a repeated name's values
+                    ids[name] = ids[name] + b", " + item if name in ids else item
+        for name, item in ids.items():
+            self._request_id_header(name.decode(), item.decode())
         return found
 
     def _request_id_header(self, name: str, value: str) -> None:
