@@ -151,11 +151,15 @@ def classify(
         seen_key = (printed.digest, resolved, label, recoverable, horizon)
         seen = _seen.get(seen_key)
         if seen is not None and seen[0] is _providers._installed and seen[1] is _providers._every:
-            verdict = refill(
-                seen[2], detail=describe(error, printed.message), request_id=printed.request_id
-            )
-            _last = _memo(error, key, verdict)
-            return verdict
+            try:
+                verdict = refill(
+                    seen[2], detail=describe(error, printed.message), request_id=printed.request_id
+                )
+            except SAFE_ERRORS:  # an error object no longer readable: classify it in full
+                pass
+            else:
+                _last = _memo(error, key, verdict)
+                return verdict
     moved = volatile_count()
     try:
         facts = facts_from(error, kind=resolved, label=label, recoverable=recoverable)
