@@ -146,7 +146,11 @@ def classify(
     # request id and the detail, which are made for this error.
     printed = None
     if chain == DEFAULT_CLASSIFIERS and first_party(provider_from_label(label)):
-        printed = fingerprint(error)
+        misses = _misses.get(label, 0)
+        if misses < _GIVE_UP or misses % _GIVE_UP == 0:
+            printed = fingerprint(error)
+        if len(_misses) < 1024 or label in _misses:
+            _misses[label] = misses + 1  # until it is found a repeat, below
     if printed is not None:
         seen_key = (printed.digest, resolved, label, recoverable, horizon)
         seen = _seen.get(seen_key)
@@ -158,6 +162,7 @@ def classify(
             except SAFE_ERRORS:  # an error object no longer readable: classify it in full
                 pass
             else:
+                _misses[label] = 0
                 _last = _memo(error, key, verdict)
                 return verdict
     moved = volatile_count()
@@ -208,6 +213,13 @@ _last: _Last | None = None
 # text: digests, and templates without detail or request id. Bounded; the least recently
 # stored goes first.
 _SEEN_SIZE = 256
+
+# Per model label, how many errors in a row were not answered from the cache. A provider
+# whose errors never repeat (a body that quotes a countdown, say) would pay for a
+# fingerprint on every one: past _GIVE_UP misses in a row, only every _GIVE_UP-th error of
+# that label is fingerprinted (and remembered), until one is found a repeat.
+_GIVE_UP = 8
+_misses: dict[str | None, int] = {}
 _seen: collections.OrderedDict[tuple[object, ...], tuple[object, object, Verdict]] = (
     collections.OrderedDict()
 )

@@ -37,9 +37,11 @@ SECRET = "sk-proj-RETRYcache0123456789abcdefABCDEF"
 @pytest.fixture(autouse=True)
 def empty_cache() -> Iterator[None]:
     classify_module._seen.clear()
+    classify_module._misses.clear()
     classify_module._last = None
     yield
     classify_module._seen.clear()
+    classify_module._misses.clear()
 
 
 @pytest.fixture
@@ -321,6 +323,40 @@ class TestOnlyWhereSafe:
             assert printed is not None and printed.request_id == full.request_id
 
 
+class TestFailuresThatNeverRepeat:
+    """A provider whose errors are all different must not pay for a fingerprint each."""
+
+    @pytest.fixture
+    def printed(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+        calls: list[int] = []
+        real = classify_module.fingerprint
+
+        def counting(error: BaseException) -> Any:
+            calls.append(1)
+            return real(error)
+
+        monkeypatch.setattr(classify_module, "fingerprint", counting)
+        return calls
+
+    def test_past_a_run_of_misses_only_some_are_fingerprinted(self, printed: list[int]) -> None:
+        give_up = classify_module._GIVE_UP
+        for i in range(give_up + 4 * give_up):
+            retry(openai_status_error(429, json=gateway_quota_body(f"Countdown{i}")))
+        assert len(printed) == give_up + 4
+
+    def test_a_repeat_found_again_fingerprints_every_error(self, printed: list[int]) -> None:
+        give_up = classify_module._GIVE_UP
+        for i in range(2 * give_up):  # misses: the first give_up and the next one printed
+            retry(openai_status_error(429, json=gateway_quota_body(f"Countdown{i}")))
+        assert len(printed) == give_up + 1
+        # The next one is fingerprinted: a repeat of the last one remembered, then each is.
+        again = gateway_quota_body(f"Countdown{give_up}")
+        retry(openai_status_error(429, json=again))
+        assert classify_module._misses[GATEWAY] == 0
+        retry(openai_status_error(429, json=gateway_quota_body("Another")))
+        assert len(printed) == give_up + 3
+
+
 class _Reads(Mapping[str, str]):
     """Headers that note every name read (iterating them reads them all)."""
 
@@ -385,8 +421,8 @@ class TestKeepsNothing:
         assert error_ref() is None and verdict_ref() is None
 
     def test_bounded(self) -> None:
-        keep = [
-            retry(openai_status_error(429, json=gateway_quota_body(f"Category{i}")))
-            for i in range(classify_module._SEEN_SIZE + 50)
-        ]
+        keep = []
+        for i in range(classify_module._SEEN_SIZE + 50):
+            classify_module._misses.clear()  # each one fingerprinted
+            keep.append(retry(openai_status_error(429, json=gateway_quota_body(f"Category{i}"))))
         assert len(keep) > len(classify_module._seen) == classify_module._SEEN_SIZE
