@@ -268,14 +268,16 @@ def fingerprint(error: BaseException) -> Print | None:
                     raise _Opaque
             parts.extend(plain)
             parts.append(reader.headers(headers))
-            for value, read in ((response, _response), (request_info, _request_info)):
+            for name, value in (("response", response), ("request_info", request_info)):
                 if value is None:
                     parts.append(None)
                 elif id(value) in shared:
                     parts.append(("same", shared.index(id(value))))
                 else:
                     shared.append(id(value))
-                    parts.append(read(value, reader) if read is _response else read(value))
+                    parts.append(
+                        _response(value, reader) if name == "response" else _request_info(value)
+                    )
         parts.append(reader.ids)
         # marshal (version 2: no back-references, so equal data gives equal bytes) writes
         # each value tagged with its exact type, and refuses anything but plain data.

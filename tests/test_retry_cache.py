@@ -300,7 +300,7 @@ class TestOnlyWhereSafe:
         assert printed(Told("no", status_code=503, body="x")).message == "told no"
 
     def test_a_long_request_id_is_masked_a_short_one_kept(self) -> None:
-        def digest(rid: str) -> bytes:
+        def digest(rid: str) -> tuple[int, int]:
             printed = fingerprint(rate_limit(**{"x-request-id": rid}))
             assert printed is not None and printed.request_id == rid
             return printed.digest
@@ -329,7 +329,7 @@ class TestFailuresThatNeverRepeat:
     @pytest.fixture
     def printed(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls: list[int] = []
-        real = classify_module.fingerprint
+        real = fingerprint
 
         def counting(error: BaseException) -> Any:
             calls.append(1)
