@@ -8,17 +8,26 @@ retry delay longer than the session can wait terminal.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import weakref
 from collections.abc import Sequence
 
-from agent_guard._facts import SAFE_ERRORS, Classifier, ErrorFacts, facts_from
+from agent_guard._facts import (
+    SAFE_ERRORS,
+    Classifier,
+    ErrorFacts,
+    describe,
+    facts_from,
+    provider_from_label,
+)
+from agent_guard._fingerprint import fingerprint, volatile_count
 from agent_guard._log import log
-from agent_guard._verdict import PUBLIC_MESSAGES, Category, Kind, QuotaInfo, Verdict
-from agent_guard.classifiers import DEFAULT_CLASSIFIERS, http_rules
+from agent_guard._verdict import PUBLIC_MESSAGES, Category, Kind, QuotaInfo, Verdict, refill
+from agent_guard.classifiers import DEFAULT_CLASSIFIERS, _providers, http_rules
 from agent_guard.classifiers._http import retry_delay
-from agent_guard.classifiers._providers import run_chain
+from agent_guard.classifiers._providers import first_party, run_chain
 
 __all__ = ["DEFAULT_RETRY_HORIZON", "classify"]
 
@@ -132,6 +141,31 @@ def classify(
     last = _last  # read once: another thread may replace it
     if last is not None and last[0]() is error and last[1] == key:
         return last[2]
+    # A repeat of a failure seen before (the next retry attempt, the next turn, another
+    # session): the same facts but for the request id, the same verdict but for the
+    # request id and the detail, which are made for this error.
+    printed = None
+    if chain == DEFAULT_CLASSIFIERS and first_party(provider_from_label(label)):
+        misses = _misses.get(label, 0)
+        if misses < _GIVE_UP or misses % _GIVE_UP == 0:
+            printed = fingerprint(error)
+        if len(_misses) < 1024 or label in _misses:
+            _misses[label] = misses + 1  # until it is found a repeat, below
+    if printed is not None:
+        seen_key = (printed.digest, resolved, label, recoverable, horizon)
+        seen = _seen.get(seen_key)
+        if seen is not None and seen[0] is _providers._installed and seen[1] is _providers._every:
+            try:
+                verdict = refill(
+                    seen[2], detail=describe(error, printed.message), request_id=printed.request_id
+                )
+            except SAFE_ERRORS:  # an error object no longer readable: classify it in full
+                pass
+            else:
+                _misses[label] = 0
+                _last = _memo(error, key, verdict)
+                return verdict
+    moved = volatile_count()
     try:
         facts = facts_from(error, kind=resolved, label=label, recoverable=recoverable)
         verdict = _with_delay(run_chain(chain, facts) or http_rules(facts), facts, horizon)
@@ -141,15 +175,51 @@ def classify(
             "agent_guard.classification_failed", kind=resolved.value, error_type=type(exc).__name__
         )
         return _unknown(resolved, recoverable)
-    try:
-        _last = (weakref.ref(error), key, verdict)
-    except TypeError:  # a built-in exception type (ValueError()): no weak reference, no memo
-        _last = None
+    if printed is not None and volatile_count() == moved:
+        _remember(seen_key, verdict)
+    _last = _memo(error, key, verdict)
     return verdict
+
+
+def _memo(error: BaseException, key: tuple[object, ...], verdict: Verdict) -> _Last | None:
+    try:
+        return (weakref.ref(error), key, verdict)
+    except TypeError:  # a built-in exception type (ValueError()): no weak reference, no memo
+        return None
+
+
+def _remember(key: tuple[object, ...], verdict: Verdict) -> None:
+    # Without the detail (unredacted provider text until read) and the request id: the
+    # template keeps only what classifiers made (redacted quota fields, sanitised hints).
+    template = refill(verdict, detail="", request_id=None)
+    _seen[key] = (_providers._installed, _providers._every, template)
+    _seen.move_to_end(key)
+    while len(_seen) > _SEEN_SIZE:
+        try:
+            _seen.popitem(last=False)
+        except KeyError:  # emptied by another thread meanwhile
+            break
 
 
 # The last classification, for the same error classified again with the same arguments:
 # a guarded session's error event reaches the fleet gate (the model's "error" listener)
 # and then the guard, one after the other. Weakly: the error (and its traceback) must
 # not outlive the event. Verdicts are immutable, so handing out the same one is safe.
-_last: tuple[weakref.ref[BaseException], tuple[object, ...], Verdict] | None = None
+_Last = tuple[weakref.ref[BaseException], tuple[object, ...], Verdict]
+_last: _Last | None = None
+
+# Verdicts of failures seen recently, by fingerprint (agent_guard._fingerprint) and the
+# other arguments, each held with the provider registry it was made under. No provider
+# text: digests, and templates without detail or request id. Bounded; the least recently
+# stored goes first.
+_SEEN_SIZE = 256
+
+# Per model label, how many errors in a row were not answered from the cache. A provider
+# whose errors never repeat (a body that quotes a countdown, say) would pay for a
+# fingerprint on every one: past _GIVE_UP misses in a row, only every _GIVE_UP-th error of
+# that label is fingerprinted (and remembered), until one is found a repeat.
+_GIVE_UP = 8
+_misses: dict[str | None, int] = {}
+_seen: collections.OrderedDict[tuple[object, ...], tuple[object, object, Verdict]] = (
+    collections.OrderedDict()
+)

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeAlias, cast
@@ -420,10 +420,12 @@ class ErrorFacts:
             hint=(_sanitized_hint(hint) or None) if hint is not None else None,
             public_message=PUBLIC_MESSAGES[category] if public_message is None else public_message,
             quota=_clean_quota(quota),
-            detail=_detail(self),
+            detail=describe(self.error, self.message),
             recoverable=self.recoverable,
             model=self.label,
-            request_id=_request_id(self),
+            request_id=request_id_of(
+                (safe_getattr(error, "request_id") for error in self.chain), self.headers
+            ),
         )
 
 
@@ -451,19 +453,24 @@ def _body_message(body: object, depth: int = 0) -> str | None:
     return None
 
 
-def _detail(facts: ErrorFacts) -> str:
-    """The error's type and message for logs: each piece of provider text once.
+def describe(error: BaseException, message: str | None) -> str:
+    """``Verdict.detail`` for ``error``, pending redaction.
 
-    livekit's ``APIStatusError.__str__`` repeats the status, the request id and the
-    body after the message; those have fields of their own, so only its ``message`` is
+    ``message`` is ``str(error)`` as :func:`safe_str` reads it, or ``None`` to read it
+    here if it is needed.
+
+    The error's type and message, each piece of provider text once: livekit's
+    ``APIStatusError.__str__`` repeats the status, the request id and the body after the
+    message; those have fields of their own, so only its ``message`` is
     kept, followed by the body's text when the message does not already hold it (the
     OpenAI SDK often narrows a gateway body to a bare string that is not in the
     message). Redacted, and cut at a word boundary.
     """
-    error, text = facts.error, facts.message
-    if isinstance(error, APIStatusError):
-        own = safe_getattr(error, "message")
-        text = own[:_MAX_MESSAGE] if isinstance(own, str) else text
+    own = safe_getattr(error, "message") if isinstance(error, APIStatusError) else None
+    if isinstance(own, str):
+        text = own[:_MAX_MESSAGE]
+    else:
+        text = safe_str(error) if message is None else message
     if isinstance(error, APIError) and (extra := _body_message(safe_getattr(error, "body"))):
         extra = extra[:_MAX_MESSAGE]
         if extra not in text:
@@ -485,13 +492,21 @@ def _finish_detail(described: str) -> str:
     return head.rstrip(" ,;:-") + ELLIPSIS
 
 
-def _request_id(facts: ErrorFacts) -> str | None:
-    """The provider's request id: livekit's/the SDK's ``request_id``, else the header."""
-    for error in facts.chain:
-        if _plausible_request_id(value := safe_getattr(error, "request_id")):
+#: The response headers that may carry the request id, in the order they are preferred.
+REQUEST_ID_HEADERS = ("x-request-id", "request-id")
+
+
+def request_id_of(ids: Iterable[object], headers: Mapping[str, str]) -> str | None:
+    """The provider's request id, to quote to its support.
+
+    The first plausible ``request_id`` among ``ids`` (the chain's exceptions', in chain
+    order: livekit's and the SDKs'), else the first plausible request-id header.
+    """
+    for value in ids:
+        if _plausible_request_id(value):
             return cast(str, value)
-    for name in ("x-request-id", "request-id"):
-        if _plausible_request_id(value := facts.headers.get(name)):
+    for name in REQUEST_ID_HEADERS:
+        if _plausible_request_id(value := headers.get(name)):
             return cast(str, value)
     return None
 

@@ -56,6 +56,8 @@ class HookChain:
         """
         for i, hook in enumerate(self._hooks):
             result = _call(hook, verdict)
+            if result is None:  # the common answer: isawaitable's ABC check costs more
+                continue
             if inspect.isawaitable(result):
                 if self._in_flight >= MAX_IN_FLIGHT:
                     _discard(result)

@@ -108,7 +108,8 @@ def _enum(enum: type[E], value: object, name: str) -> E:
         raise ValueError(f"Verdict.{name} must be one of {valid}, got {value!r}") from None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# weakref_slot: classify() remembers the verdicts of retry attempts weakly.
+@dataclass(frozen=True, slots=True, kw_only=True, weakref_slot=True)
 class Verdict:
     """The classification of one failure.
 
@@ -253,3 +254,26 @@ type.__setattr__(
         _read_detail, _write_detail, doc="Redacted, bounded description of the error for logs."
     ),
 )
+
+# The fields' own slots, for refill(); detail's is _DETAIL_SLOT (its name is the property).
+_COPIED_SLOTS: tuple[Any, ...] = tuple(
+    Verdict.__dict__[f.name]
+    for f in dataclasses.fields(Verdict)
+    if f.name not in ("detail", "request_id")
+)
+_REQUEST_ID_SLOT: Any = Verdict.__dict__["request_id"]
+
+
+def refill(template: Verdict, *, detail: str, request_id: str | None) -> Verdict:
+    """A copy of ``template`` with its own ``detail`` and ``request_id``.
+
+    For classify()'s answer to a repeat of a failure: the template was validated when it
+    was built, and the two new values come from the classification's own helpers
+    (``describe`` and ``request_id_of``), so the copy skips ``__post_init__``.
+    """
+    verdict: Verdict = object.__new__(Verdict)
+    for slot in _COPIED_SLOTS:
+        slot.__set__(verdict, slot.__get__(template, Verdict))
+    _DETAIL_SLOT.__set__(verdict, detail)
+    _REQUEST_ID_SLOT.__set__(verdict, request_id)
+    return verdict

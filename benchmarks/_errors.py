@@ -9,6 +9,7 @@ full response survives only on ``__context__``, exactly what the guard has to di
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from livekit.agents import llm
@@ -21,8 +22,15 @@ LABEL = "livekit.plugins.openai.llm.LLM"
 
 
 def sdk_error(status: int, body: object, headers: dict[str, str] | None = None) -> Exception:
-    """An HTTP error through the SDK, wrapped as livekit's LLM plugin does."""
-    return openai_status_error(status, json=body, headers=headers)
+    """An HTTP error through the SDK, wrapped as livekit's LLM plugin does.
+
+    Each response carries a request id of its own, as OpenAI's and LiveKit Inference's
+    do (``x-request-id``, read by the SDK into ``request_id``, which livekit keeps and
+    prints in ``str()``): no two errors are byte-for-byte alike.
+    """
+    return openai_status_error(
+        status, json=body, headers={**(headers or {}), "x-request-id": f"req_{uuid.uuid4().hex}"}
+    )
 
 
 def rate_limit_429() -> Exception:

@@ -328,10 +328,10 @@ async def run(*, max_sessions: int) -> str:
             f"  storm allocated (N={cold.sessions} guarded: {worst.full_gc_ms:.0f} ms →"
             f" {cold.full_gc_ms:.0f} ms).",
             "- *heap*: objects the collector tracks when the storm starts. Guarded rows start",
-            "  with a few more: the closed guarded sessions of earlier rows are never freed",
-            "  (the registry bug, `tests/reliability/test_soak.py::test_memory_stays_flat`),",
-            "  though a closed session keeps little (its activity is gone; its history, error",
-            "  events and verdicts stay). Stock sessions are freed.",
+            "  with more: each open guarded session holds the guard's own objects (its",
+            "  listeners, fleet gate, watchdog, recent verdicts). Closed sessions of earlier",
+            "  rows are freed, guarded or not",
+            "  (`tests/reliability/test_soak.py::test_memory_stays_flat`).",
             "- One storm per row on a noisy 2-core machine: compare rows with a grain of salt;",
             "  the per-event cost is in `overhead.md`.",
         ]

@@ -12,6 +12,9 @@ contenders are interleaved call by call so that they share the machine's conditi
 
 * ``classify()``, default chain, every provider plugin of this repository installed;
 * ``classify()``, default chain, no provider plugin installed (the core alone);
+* ``classify()`` of a retry attempt (``recoverable=True``) of a failure classified
+  before: a new exception over the same response, answered from its fingerprint (every
+  plugin installed; the verdicts are kept alive, as a guard keeps its recent ones);
 * stock livekit's own cost per error event, for scale: ``llm.emit("error", LLMError)``
   on a started, unguarded ``AgentSession`` (what livekit does with a retry attempt).
 
@@ -25,6 +28,7 @@ import asyncio
 import gc
 import statistics
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -36,7 +40,7 @@ from livekit.agents._exceptions import create_api_error_from_http
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from agent_guard import Kind, classify
+from agent_guard import Kind, _classify, classify
 from agent_guard.classifiers import _providers, installed_providers
 from agent_guard.testing import (
     gateway_quota_body,
@@ -57,10 +61,17 @@ OPENAI_LLM = "livekit.plugins.openai.llm.LLM"
 KEY = "sk-proj-BENCH0123456789abcdefABCDEFghijkl"
 
 
+def _rid() -> str:
+    """A request id of its own for each response, as OpenAI, Anthropic and LiveKit
+    Inference send (``x-request-id``/``request-id``): no two errors are alike."""
+    return f"req_{uuid.uuid4().hex}"
+
+
 def _anthropic_529() -> BaseException:
     request = httpx2.Request("POST", "https://api.anthropic.com/v1/messages")
     body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    response = httpx2.Response(529, json=body, request=request)
+    body["request_id"] = rid = _rid()  # Anthropic's bodies carry it too
+    response = httpx2.Response(529, json=body, headers={"request-id": rid}, request=request)
     client = anthropic.AsyncAnthropic(api_key="sk-ant-api03-BENCH", max_retries=0)
     e = client._make_status_error_from_response(response)
     # livekit-plugins-anthropic llm.py: APIStatusError(...) from e.
@@ -102,7 +113,11 @@ MIX: tuple[tuple[str, Kind, str, Callable[[], BaseException]], ...] = (
         lambda: openai_status_error(
             429,
             json=gateway_quota_body("MaxConcurrentGatewayLLMRpm"),
-            headers={"X-LiveKit-Inference-RPM-Limit": "100", "X-LiveKit-Inference-RPM-Used": "100"},
+            headers={
+                "X-LiveKit-Inference-RPM-Limit": "100",
+                "X-LiveKit-Inference-RPM-Used": "100",
+                "x-request-id": _rid(),
+            },
         ),
     ),
     (
@@ -115,6 +130,7 @@ MIX: tuple[tuple[str, Kind, str, Callable[[], BaseException]], ...] = (
             headers={
                 "X-LiveKit-Inference-Credits-Limit": "1000",
                 "X-LiveKit-Inference-Credits-Used": "1000",
+                "x-request-id": _rid(),
             },
         ),
     ),
@@ -138,7 +154,7 @@ MIX: tuple[tuple[str, Kind, str, Callable[[], BaseException]], ...] = (
                 "retry-after": "20",
                 "x-ratelimit-limit-requests": "3",
                 "x-ratelimit-remaining-requests": "0",
-                "x-request-id": "req_abc123",
+                "x-request-id": _rid(),
             },
         ),
     ),
@@ -157,6 +173,7 @@ MIX: tuple[tuple[str, Kind, str, Callable[[], BaseException]], ...] = (
                     "code": "invalid_api_key",
                 }
             },
+            headers={"x-request-id": _rid()},
             retryable=False,
         ),
     ),
@@ -173,6 +190,7 @@ MIX: tuple[tuple[str, Kind, str, Callable[[], BaseException]], ...] = (
                     "code": "server_is_overloaded",
                 }
             },
+            headers={"x-request-id": _rid()},
         ),
     ),
     (
@@ -223,10 +241,15 @@ def _registry(installed: bool) -> None:
 _ALL: Mapping[str, Any] = {}
 
 
+_NONE: Mapping[str, Any] = {}
+_EVERY: tuple[Any, ...] = ()
+
+
 def _registry_fast(installed: bool) -> None:
-    chains = _ALL if installed else {}
-    _providers._installed = chains
-    _providers._every = tuple(c for chain in chains.values() for c in chain) if installed else ()
+    # The same registry objects each time, as in production: classify() does not answer
+    # a retry attempt from a verdict made under another registry.
+    _providers._installed = _ALL if installed else _NONE
+    _providers._every = _EVERY if installed else ()
 
 
 def verdicts(installed: bool) -> list[str]:
@@ -245,37 +268,58 @@ async def _stock_calls(n: int) -> tuple[Sequence[Callable[[], object]], Any]:
     return probe.calls, session
 
 
+#: New exceptions per case each contender cycles through (each with its own request id
+#: where the provider sends one).
+POOL = 8
+
+
 async def measure(samples: int) -> dict[str, Any]:
     """Interleaved per-call samples (µs) for each case and contender, and stock's."""
-    global _ALL
+    global _ALL, _EVERY
     _ALL = installed_providers(reload=True)
+    _EVERY = tuple(c for chain in _ALL.values() for c in chain)
     _providers._missing_logged.update(_providers.DISTRIBUTIONS)
-    # Each contender classifies its own instance of each case: classify() remembers its
-    # last answer for the very same error (the fleet gate and the guard both classify
+    # Each contender cycles through its own exceptions of each case: classify() remembers
+    # its last answer for the very same error (the fleet gate and the guard both classify
     # each event), and consecutive calls on one instance would time that memo instead.
-    errors = [(name, kind, label, (build(), build())) for name, kind, label, build in MIX]
-    per_round = len(errors)
+    pools = {
+        name: {who: [build() for _ in range(POOL)] for who in ("plugins", "core", "repeat")}
+        for name, _, _, build in MIX
+    }
+    per_round = len(MIX)
     rounds = (samples + per_round - 1) // per_round
     stock_calls, session = await _stock_calls(WARMUP + rounds * per_round)
     clock = time.perf_counter_ns
-    plugins: dict[str, list[float]] = {name: [] for name, *_ in errors}
-    core: dict[str, list[float]] = {name: [] for name, *_ in errors}
+    times: dict[str, dict[str, list[float]]] = {
+        who: {name: [] for name, *_ in MIX} for who in ("plugins", "core", "repeat")
+    }
     stock: list[float] = []
     stock_iter = iter(stock_calls)
     gc.collect()
-    contenders = ((True, plugins), (False, core))
+    first_sight = (("plugins", True), ("core", False))
     for i in range(WARMUP // per_round + rounds):
         warm = i < WARMUP // per_round
-        for name, kind, label, instances in errors:
+        for name, kind, label, _ in MIX:
             # Alternate who goes first: the second call of a pair finds warmer caches.
-            for installed, bucket in contenders if i % 2 else contenders[::-1]:
+            for who, installed in first_sight if i % 2 else first_sight[::-1]:
                 _registry_fast(installed)
-                error = instances[installed]
+                # A failure never seen before: the cache (of failures seen) is emptied.
+                _classify._seen.clear()
+                error = pools[name][who][i % POOL]
                 start = clock()
                 classify(error, kind=kind, label=label)
                 elapsed = (clock() - start) / 1000
                 if not warm:
-                    bucket[name].append(elapsed)
+                    times[who][name].append(elapsed)
+            # A repeat: a new exception (and request id) for a failure seen before.
+            _registry_fast(True)
+            classify(pools[name]["plugins"][i % POOL], kind=kind, label=label)
+            error = pools[name]["repeat"][i % POOL]
+            start = clock()
+            classify(error, kind=kind, label=label)
+            elapsed = (clock() - start) / 1000
+            if not warm:
+                times["repeat"][name].append(elapsed)
             call = next(stock_iter, None)
             if call is not None:
                 start = clock()
@@ -285,16 +329,23 @@ async def measure(samples: int) -> dict[str, Any]:
                     stock.append(elapsed)
     await session.aclose()
     _registry(True)
-    return {"plugins": plugins, "core": core, "stock": stock}
+    return {**times, "stock": stock}
 
 
 def report(results: Mapping[str, Any], samples: int) -> str:
     plugins: dict[str, list[float]] = results["plugins"]
     core: dict[str, list[float]] = results["core"]
+    retries: dict[str, list[float]] = results["repeat"]
     stock: list[float] = results["stock"]
     with_plugins, without = verdicts(True), verdicts(False)
     rows: list[tuple[str, ...]] = [
-        ("case", "verdict (plugins / core only)", "plugins: median µs", "core only: median µs")
+        (
+            "case",
+            "verdict (plugins / core only)",
+            "plugins: median µs",
+            "core only: median µs",
+            "repeat: median µs",
+        )
     ]
     for (name, *_), cat_all, cat_core in zip(MIX, with_plugins, without, strict=True):
         verdict = cat_all if cat_all == cat_core else f"{cat_all} / {cat_core}"
@@ -304,12 +355,15 @@ def report(results: Mapping[str, Any], samples: int) -> str:
                 verdict,
                 f"{statistics.median(plugins[name]):.1f}",
                 f"{statistics.median(core[name]):.1f}",
+                f"{statistics.median(retries[name]):.1f}",
             )
         )
     pooled_plugins = [x for xs in plugins.values() for x in xs]
     pooled_core = [x for xs in core.values() for x in xs]
     mix_plugins = statistics.median(pooled_plugins)
     mix_core = statistics.median(pooled_core)
+    pooled_retries = [x for xs in retries.values() for x in xs]
+    mix_retries = statistics.median(pooled_retries)
     stock_median = statistics.median(stock)
     summary: list[tuple[str, ...]] = [
         ("contender (realistic mix, pooled)", "median µs", "p95 µs", "÷ stock per event"),
@@ -324,6 +378,12 @@ def report(results: Mapping[str, Any], samples: int) -> str:
             f"{mix_core:.1f}",
             f"{percentile(pooled_core, 95):.1f}",
             f"{mix_core / stock_median:.2f}",
+        ),
+        (
+            "`classify()`, a repeat of a failure seen before (every plugin)",
+            f"{mix_retries:.1f}",
+            f"{percentile(pooled_retries, 95):.1f}",
+            f"{mix_retries / stock_median:.2f}",
         ),
         (
             'stock livekit, `llm.emit("error")` per event',
@@ -349,6 +409,15 @@ def report(results: Mapping[str, Any], samples: int) -> str:
         table(rows, align_right_from=2),
         "",
         "Cases whose verdict differs without plugins are exactly the ones a plugin exists for.",
+        "",
+        "Every error is a new exception, and the gateway, OpenAI and Anthropic ones carry a "
+        "request id of their own (as those providers send one per request), also quoted in "
+        "livekit's `str()` and Anthropic's body. The first two contenders classify a failure "
+        "never seen before (the cache of failures seen is emptied before each call): the "
+        "fingerprint, then the full classification. *A repeat*: the same failure again (the "
+        "next retry attempt, the next turn, another session), answered from the fingerprint "
+        "of what classification reads (`agent_guard._fingerprint`), the request id and detail "
+        "made for this error.",
         "",
     ]
     return "\n".join(lines)

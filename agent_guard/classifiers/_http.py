@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC
 
 from agent_guard._facts import ErrorFacts, provider_from_label
+from agent_guard._fingerprint import volatile
 from agent_guard._verdict import Category, QuotaInfo, Verdict
 
 __all__ = ["http_rules", "parse_retry_after", "provider_from_label", "retry_delay"]
@@ -92,6 +93,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
         return None
     if (value := _seconds(retry_after)) is not None:
         return value
+    volatile()  # a date: the answer depends on the clock
     try:
         date = email.utils.parsedate_to_datetime(retry_after)
     except (TypeError, ValueError, IndexError, OverflowError):

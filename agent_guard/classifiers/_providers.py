@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from types import MappingProxyType
 
 from agent_guard._facts import SAFE_ERRORS, Classifier, ErrorFacts, safe_getattr, safe_str
+from agent_guard._fingerprint import volatile
 from agent_guard._log import log
 from agent_guard._redact import redact
 from agent_guard._verdict import Kind, Verdict
@@ -60,6 +61,7 @@ def _qualname(classifier: object) -> str:
 
 
 def _log_failure(classifier: object, kind: Kind, **fields: str) -> None:
+    volatile()  # logged per classification: a retry attempt must log it again
     log.warning(
         "agent_guard.classifier_failed",
         classifier=_qualname(classifier),
@@ -158,6 +160,40 @@ def _chain_for(provider: str | None, kind: Kind) -> tuple[Classifier, ...]:
             _log_missing(provider, kind)
         return ()
     return chain
+
+
+# The packages whose classifiers read no more of an error than agent_guard._fingerprint
+# digests: the core's and this repository's provider plugins.
+_OWN_PACKAGES = frozenset({"agent_guard", *(f"agent_guard_{name}" for name in DISTRIBUTIONS)})
+_own_for: object = None
+_own: dict[str | None, bool] = {}
+
+
+def _is_own(classifier: object) -> bool:
+    module = safe_getattr(classifier, "__module__")
+    return isinstance(module, str) and module.partition(".")[0] in _OWN_PACKAGES
+
+
+def first_party(provider: str | None) -> bool:
+    """Whether every classifier :func:`by_provider` runs for ``provider`` is this project's.
+
+    Only then may a verdict be remembered for a retry attempt (see
+    :mod:`agent_guard._fingerprint`): a third-party classifier may read anything.
+    """
+    global _own_for
+    installed = installed_providers()
+    if _own_for is not installed:
+        _own.clear()
+        _own_for = installed
+    try:
+        return _own[provider]
+    except KeyError:
+        pass
+    chain = _every if provider is None else installed.get(provider, ())
+    own = all(_is_own(c) for c in chain)
+    if len(_own) < 1024:
+        _own[provider] = own
+    return own
 
 
 def by_provider(facts: ErrorFacts) -> Verdict | None:
