@@ -134,13 +134,19 @@ async def prepare(session: AgentSession[Any], policy: GuardPolicy) -> None:
     """
     output = session.output.audio
     rate = output.sample_rate if output is not None else None
-    if policy.farewell_audio is not None:
-        await preload(policy.farewell_audio, rate=rate)
-    elif policy.presynthesize and (engine := _seams.speaking_tts(session)) is not None:
-        # With farewell_audio set, the recording is what plays: no TTS request for it.
-        await presynthesize(engine, static_texts(policy), limit=30.0, rate=rate)
+    failed: Exception | None = None
+    try:
+        if policy.farewell_audio is not None:
+            await preload(policy.farewell_audio, rate=rate)
+        elif policy.presynthesize and (engine := _seams.speaking_tts(session)) is not None:
+            # With farewell_audio set, the recording is what plays: no TTS request for it.
+            await presynthesize(engine, static_texts(policy), limit=30.0, rate=rate)
+    except Exception as e:
+        failed = e  # the last resort is prepared all the same, then this is reported
     if output is not None:
         await preload(Farewell.DEFAULT.audio, rate=rate)
+    if failed is not None:
+        raise failed
 
 
 async def play(

@@ -417,6 +417,26 @@ class TestReadyAhead:
         played = [f.frame for f in out.frames]
         assert played and all(a is b for a, b in zip(played, ready, strict=True))
 
+    async def test_a_broken_recording_leaves_the_last_resort_ready(
+        self, sim: GatewaySimulator, tmp_path: Path
+    ) -> None:
+        """The policy's file breaks after the policy was built: its preparation fails (and
+        is logged), the packaged recording is prepared all the same."""
+        path = tmp_path / "bye.wav"
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(bytes(16000))
+        policy = GuardPolicy(farewell_audio=path)
+        path.write_text("overwritten by a deploy script")
+        session = make_session(sim)
+        guard(session, policy)
+        await start_at(session, 24000)
+        await prepared(DEFAULT_FAREWELL_AUDIO, 24000)
+        assert audio_module.in_memory(path, 24000) is None
+        await session.aclose()
+
     @pytest.mark.parametrize(("rate", "channels"), [(24000, 1), (48000, 2), (8000, 1)])
     def test_resample_keeps_every_sample(self, rate: int, channels: int) -> None:
         """One second at 16 kHz is one second at any rate, in 20 ms frames, channels kept."""
