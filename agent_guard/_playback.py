@@ -7,9 +7,9 @@ recording (or a pre-synthesised farewell) is heard when TTS is what died.
 Nothing here may keep the caller in silence or the close waiting past the deadline:
 
 * a recording that fails before its first frame (a file that no longer decodes, a
-  factory that raises) is replaced by the next candidate — the words through TTS, then
-  the packaged recording; a synthesised farewell whose TTS fails is replaced by the
-  packaged recording;
+  factory that raises, a source with no frame within a second) is replaced by the next
+  candidate — the words through TTS, then the packaged recording; a synthesised
+  farewell whose TTS fails is replaced by the packaged recording;
 * a recording that is not in memory reaches livekit through a pump of our own, so a
   source that ignores cancellation cannot hold livekit's speech task (and with it the
   close); frames in memory (prepared ahead by :func:`prepare`) are handed over as they
@@ -47,6 +47,10 @@ nowhere (``"text"``: the session has no audio output, only the transcript carrie
 
 #: Frames buffered between a recording and livekit (a second of 20 ms frames).
 _PUMP_FRAMES = 50
+#: How long a recording that is not in memory may take to yield its first frame (at
+#: most half the time left) before the next candidate is tried: decoding one takes
+#: milliseconds, so a source this slow is broken, and the caller is waiting.
+_FIRST_FRAME_WAIT = 1.0
 #: How long an audio output may take to report a cut segment finished, before the guard
 #: reports it (livekit itself waits 5 s).
 _OUTPUT_GRACE = 0.03
@@ -215,7 +219,7 @@ async def play(
                 else:
                     if source is not None:
                         source.close()
-                    source = await _open(audio, rate, start_signal)
+                    source = await _open(audio, rate, start_signal, deadline)
                     if source is None:
                         continue
                     handle = session.say(
@@ -304,7 +308,7 @@ _END: Any = object()
 
 
 async def _open(
-    audio: Any, rate: int | None, waiting: Callable[[], None]
+    audio: Any, rate: int | None, waiting: Callable[[], None], deadline: float
 ) -> _Frames | _Pump | None:
     """The recording as livekit will read it, with its first frame ready; None (logged)
     if it has none. ``waiting`` is called before waiting for a first frame."""
@@ -316,7 +320,8 @@ async def _open(
     if frames is not None:
         return _Frames(frames)
     waiting()
-    return await _Pump.open(audio)
+    remaining = deadline - asyncio.get_running_loop().time()
+    return await _Pump.open(audio, within=min(_FIRST_FRAME_WAIT, remaining / 2))
 
 
 class _Frames:
@@ -357,14 +362,21 @@ class _Pump:
         self._closed = False
 
     @classmethod
-    async def open(cls, audio: Any) -> _Pump | None:
-        """A pump that has its first frame ready, or ``None`` (logged) if it never will."""
+    async def open(cls, audio: Any, *, within: float) -> _Pump | None:
+        """A pump that has its first frame ready, or ``None`` (logged) if it has none
+        within ``within`` seconds (a source that hangs must leave time for the next)."""
         try:
             pump = cls(await load_audio(audio))
         except Exception as e:
             log.warning("agent_guard.farewell_audio_failed", error_type=type(e).__name__)
             return None
-        await pump._first.wait()
+        try:
+            async with asyncio.timeout(within):
+                await pump._first.wait()
+        except TimeoutError:
+            pump.close()
+            log.warning("agent_guard.farewell_audio_failed", error_type="TimeoutError")
+            return None
         if not pump.got_frame:
             pump.close()
             error_type = type(pump.error).__name__ if pump.error is not None else "empty"

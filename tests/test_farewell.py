@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import wave
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -506,6 +506,25 @@ class TestBounds:
         await turn(session, "hi")
         await closed_within(g, 0.5)
         assert g.farewell is not None and g.farewell.timed_out
+
+    async def test_recording_that_never_starts_gives_way(self, sim: GatewaySimulator) -> None:
+        """A recording with no first frame (a factory that hangs): after a second, TTS says
+        the farewell, instead of the caller hearing nothing until the bound."""
+
+        async def never() -> AsyncIterator[rtc.AudioFrame]:
+            await asyncio.Event().wait()
+            yield rtc.AudioFrame(bytes(640), 16000, 1, 320)
+
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(farewell_audio=never, farewell_timeout=3.0))
+        out = await start(session)
+        await turn(session, "hi")
+        await closed_within(g, 3.0)
+        assert g.farewell is not None and g.farewell.completed and g.farewell.fell_back
+        assert g.farewell.source == "tts"
+        assert g.decision is not None and out.frames
+        assert out.frames[0].at - g.decision.at < 2.0
 
     async def test_without_audio_output(self, sim: GatewaySimulator) -> None:
         """No audio output at all (text-only session): the close still comes."""

@@ -168,10 +168,10 @@ class TestTiming:
 
         sim.llm.default = Unauthorized()
         session = make_session(sim)
-        g = guard(session, GuardPolicy(farewell_audio=never, farewell_timeout=2.0))
+        g = guard(session, GuardPolicy(farewell_audio=never, farewell_timeout=1.0))
         await start(session)
         await turn(session, "hi")
         async with asyncio.timeout(10):
             await g.wait_closed()
         assert g.decision is not None and participant.calls
-        assert participant.calls[0][2] - g.decision.at < 1.0
+        assert participant.calls[0][2] - g.decision.at < 0.5
