@@ -1,4 +1,4 @@
-"""Farewell audio: decoding files as they play, and the two per-worker caches.
+"""Farewell audio: decoding files as they play, and the per-worker caches.
 
 Files are decoded in a worker thread a second at a time, so the first frame of even a
 long recording is ready in milliseconds, and a busy event loop never waits for a whole
@@ -7,6 +7,11 @@ playback that ran to its end) is kept per worker, keyed by (path, mtime, size) a
 bounded by bytes; it stays playable if the file is deleted or becomes unreadable later.
 Farewells synthesised while TTS was healthy are kept per (text, voice)
 (:func:`presynthesize`), bounded by bytes too.
+
+Audio that is ready ahead is also kept at the audio output's sample rate (a room's is
+24 kHz; the packaged recordings are 16 kHz): livekit resamples at play time otherwise,
+and its resampler holds back the first frame until a second one arrives, after a setup
+that costs milliseconds the first time in a process (:func:`in_memory`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ __all__ = [
     "PRESYNTH_MAX_BYTES",
     "check_file",
     "decode_file",
+    "in_memory",
     "load_audio",
     "preload",
     "presynthesize",
@@ -86,11 +92,36 @@ async def load_audio(audio: FarewellAudio) -> AsyncIterable[rtc.AudioFrame]:
     return _iterate(audio)
 
 
-async def preload(audio: FarewellAudio | None) -> None:
-    """Decode a farewell file completely ahead of time (no-op for other sources)."""
+async def preload(audio: FarewellAudio | None, *, rate: int | None = None) -> None:
+    """Have ``audio`` ready to play, at ``rate`` if given, before any failure.
+
+    A file is decoded completely; it and a sequence of frames are also resampled to
+    ``rate`` (the audio output's). Other sources (factories, iterables) are left alone:
+    they are made fresh for each playback.
+    """
     if isinstance(audio, str | os.PathLike):
         async for _ in _file_frames(Path(audio)):
             pass
+    frames = _frames_of(audio) if audio is not None else None
+    if frames and rate is not None:
+        await _prepare_rate(frames, rate)
+
+
+def in_memory(audio: FarewellAudio, rate: int | None) -> Sequence[rtc.AudioFrame] | None:
+    """``audio``'s frames if they are all in memory (at ``rate`` when prepared), else None.
+
+    In-memory frames start playing without waiting for anything: no decoding, no
+    thread, no resampling when they were prepared at the output's rate.
+    """
+    frames = _frames_of(audio)
+    if not frames:
+        return None
+    if rate is not None and frames[0].sample_rate != rate:
+        entry = _AT_RATE.get((id(frames), rate))
+        if entry is not None and entry[0] is frames:
+            _AT_RATE.move_to_end((id(frames), rate))
+            return entry[1]
+    return frames
 
 
 async def _iterate(frames: Sequence[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
@@ -100,7 +131,9 @@ async def _iterate(frames: Sequence[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioF
 
 def _cached(path: Path) -> tuple[tuple[str, int, int] | None, tuple[rtc.AudioFrame, ...] | None]:
     """The file's cache key now (``None`` if it cannot be read) and its cached frames."""
-    name = str(path.resolve())
+    # abspath, not resolve(): no syscall per path component on the failure path (stat()
+    # below follows a symlink to the file it points to, so a swapped link is a new key).
+    name = os.path.abspath(path)
     try:
         st = path.stat()
     except OSError:
@@ -154,6 +187,77 @@ def decode_file(path: Path) -> tuple[rtc.AudioFrame, ...]:
     finally:
         decoder._close()
     return tuple(frames)
+
+
+def _frames_of(audio: FarewellAudio) -> Sequence[rtc.AudioFrame] | None:
+    """The frames of a file decoded and cached, or of a sequence; None for other sources."""
+    if isinstance(audio, str | os.PathLike):
+        return _cached(Path(audio))[1]
+    if isinstance(audio, AsyncIterable) or callable(audio):
+        return None
+    return audio
+
+
+# -- at the output's rate -------------------------------------------------------------------
+
+# (id(frames), rate) -> (frames, the same audio at rate). The source is kept in the entry:
+# its id stays its own while the entry lives. Bounded by the bytes of both.
+_AT_RATE: OrderedDict[
+    tuple[int, int], tuple[Sequence[rtc.AudioFrame], tuple[rtc.AudioFrame, ...]]
+] = OrderedDict()
+AT_RATE_MAX_BYTES = 16 * 1024 * 1024
+
+
+async def _prepare_rate(frames: Sequence[rtc.AudioFrame], rate: int) -> None:
+    if frames[0].sample_rate == rate:
+        return
+    key = (id(frames), rate)
+    entry = _AT_RATE.get(key)
+    if entry is not None and entry[0] is frames:
+        return
+    # CPU work (about 10 ms for the 4.7 s packaged recording): off the event loop.
+    converted = await asyncio.to_thread(resample, frames, rate)
+    _AT_RATE[key] = (frames, converted)
+    while len(_AT_RATE) > 1 and _at_rate_bytes() > AT_RATE_MAX_BYTES:
+        _AT_RATE.popitem(last=False)
+
+
+def _at_rate_bytes() -> int:
+    return sum(
+        _pcm_bytes(source) + _pcm_bytes(converted) for source, converted in _AT_RATE.values()
+    )
+
+
+def _pcm_bytes(frames: Sequence[rtc.AudioFrame]) -> int:
+    return sum(len(f.data) * 2 for f in frames)
+
+
+def resample(frames: Sequence[rtc.AudioFrame], rate: int) -> tuple[rtc.AudioFrame, ...]:
+    """``frames`` at ``rate``, as 20 ms frames, every sample kept (the resampler flushed).
+
+    livekit's own resampler (the one it would use at play time), so what is heard is
+    the same, only ready ahead.
+    """
+    channels = frames[0].num_channels
+    resampler = rtc.AudioResampler(
+        input_rate=frames[0].sample_rate, output_rate=rate, num_channels=channels
+    )
+    pcm = bytearray()
+    for frame in frames:
+        for out in resampler.push(frame):
+            pcm += out.data.tobytes()
+    for out in resampler.flush():
+        pcm += out.data.tobytes()
+    step = rate * _FRAME_MS // 1000 * 2 * channels
+    return tuple(
+        rtc.AudioFrame(
+            data=bytes(pcm[i : i + step]),
+            sample_rate=rate,
+            num_channels=channels,
+            samples_per_channel=len(pcm[i : i + step]) // (2 * channels),
+        )
+        for i in range(0, len(pcm) - 1, step)
+    )
 
 
 def _store(key: tuple[str, int, int], frames: tuple[rtc.AudioFrame, ...]) -> None:
@@ -278,13 +382,18 @@ def presynthesized(engine: tts.TTS[Any], text: str) -> tuple[rtc.AudioFrame, ...
     return frames
 
 
-async def presynthesize(engine: tts.TTS[Any], texts: Sequence[str], *, limit: float) -> None:
+async def presynthesize(
+    engine: tts.TTS[Any], texts: Sequence[str], *, limit: float, rate: int | None = None
+) -> None:
     """Synthesise each of ``texts`` once (per worker) and cache the frames.
 
-    Each synthesis is given at most ``limit`` seconds.
+    Each synthesis is given at most ``limit`` seconds. With ``rate`` (the audio
+    output's), the frames are also kept resampled to it.
     """
     for text in dict.fromkeys(texts):
-        if presynthesized(engine, text) is not None:
+        if (cached := presynthesized(engine, text)) is not None:
+            if rate is not None:
+                await _prepare_rate(cached, rate)
             continue
         try:
             async with (
@@ -298,6 +407,8 @@ async def presynthesize(engine: tts.TTS[Any], texts: Sequence[str], *, limit: fl
         if frames:
             _store_presynthesized(_voice_key(engine, text), frames)
             log.debug("agent_guard.presynthesized", chars=len(text), frames=len(frames))
+            if rate is not None:
+                await _prepare_rate(frames, rate)
 
 
 def _store_presynthesized(key: tuple[str, ...], frames: tuple[rtc.AudioFrame, ...]) -> None:

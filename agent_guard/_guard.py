@@ -18,15 +18,13 @@ from typing import Any
 from livekit.agents import AgentSession, CloseEvent, ErrorEvent
 
 from agent_guard import _seams, _signal, fleet
-from agent_guard._audio import preload, presynthesize
 from agent_guard._classify import classify
 from agent_guard._decide import Decider, Decision
 from agent_guard._errors import GuardError
 from agent_guard._facts import kind_of
 from agent_guard._hooks import Hook, HookChain
 from agent_guard._log import log, log_closing
-from agent_guard._message import static_texts
-from agent_guard._playback import FarewellResult
+from agent_guard._playback import FarewellResult, prepare
 from agent_guard._policy import GuardPolicy
 from agent_guard._teardown import teardown
 from agent_guard._verdict import Category, Kind, Verdict
@@ -396,17 +394,9 @@ class Guard:
 
     def _prepare(self) -> None:
         """Work done ahead of any failure, so the failure path does not wait for it."""
-        policy = self._policy
-        work: list[Coroutine[Any, Any, None]] = []
-        if policy.farewell_audio is not None:
-            work.append(preload(policy.farewell_audio))
-        elif policy.presynthesize and (engine := _seams.speaking_tts(self.session)) is not None:
-            # With farewell_audio set, the recording is what plays: no TTS request for it.
-            work.append(presynthesize(engine, static_texts(policy), limit=30.0))
-        for coro in work:
-            task = self._spawn(coro)
-            self._preparing.add(task)
-            task.add_done_callback(self._preparing.discard)
+        task = self._spawn(prepare(self.session, self._policy))
+        self._preparing.add(task)
+        task.add_done_callback(self._preparing.discard)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         name = f"agent_guard.{getattr(coro, '__name__', 'task')}"

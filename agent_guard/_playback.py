@@ -7,11 +7,14 @@ recording (or a pre-synthesised farewell) is heard when TTS is what died.
 Nothing here may keep the caller in silence or the close waiting past the deadline:
 
 * a recording that fails before its first frame (a file that no longer decodes, a
-  factory that raises) is replaced by the next candidate — the words through TTS, then
-  the packaged recording; a synthesised farewell whose TTS fails is replaced by the
-  packaged recording;
-* frames reach livekit through a pump of our own, so a source that ignores
-  cancellation cannot hold livekit's speech task (and with it the close);
+  factory that raises, a source with no frame within a second) is replaced by the next
+  candidate — the words through TTS, then the packaged recording; a synthesised
+  farewell whose TTS fails is replaced by the packaged recording;
+* a recording that is not in memory reaches livekit through a pump of our own, so a
+  source that ignores cancellation cannot hold livekit's speech task (and with it the
+  close); frames in memory (prepared ahead by :func:`prepare`) are handed over as they
+  are, so the first one reaches the audio output with no task of ours or resampler
+  in between;
 * an audio output that never reports a cut segment finished is reported for
   (:func:`agent_guard._seams.finish_playback`) a moment after the deadline.
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -29,12 +32,13 @@ from livekit.agents import AgentSession
 from livekit.agents.voice import SpeechHandle
 
 from agent_guard import _seams, fleet
-from agent_guard._audio import load_audio, presynthesized
+from agent_guard._audio import in_memory, load_audio, preload, presynthesize, presynthesized
 from agent_guard._log import log
-from agent_guard._policy import Farewell
+from agent_guard._message import static_texts
+from agent_guard._policy import Farewell, GuardPolicy
 from agent_guard._verdict import Kind, Verdict
 
-__all__ = ["FarewellResult", "FarewellSource", "choose", "play"]
+__all__ = ["FarewellResult", "FarewellSource", "choose", "play", "prepare"]
 
 FarewellSource: TypeAlias = Literal["tts", "presynthesized", "recording", "default", "text"]
 """Where the farewell's sound came from: synthesised by TTS now, pre-synthesised while TTS
@@ -43,6 +47,10 @@ nowhere (``"text"``: the session has no audio output, only the transcript carrie
 
 #: Frames buffered between a recording and livekit (a second of 20 ms frames).
 _PUMP_FRAMES = 50
+#: How long a recording that is not in memory may take to yield its first frame (at
+#: most half the time left) before the next candidate is tried: decoding one takes
+#: milliseconds, so a source this slow is broken, and the caller is waiting.
+_FIRST_FRAME_WAIT = 1.0
 #: How long an audio output may take to report a cut segment finished, before the guard
 #: reports it (livekit itself waits 5 s).
 _OUTPUT_GRACE = 0.03
@@ -120,6 +128,31 @@ def _candidates(
     yield _Candidate(last_resort, "default")
 
 
+async def prepare(session: AgentSession[Any], policy: GuardPolicy) -> None:
+    """Make every farewell this session may play ready before any failure.
+
+    The policy's recording (or, without one, the farewell texts synthesised in the
+    agent's voice), then the packaged recording, the last resort when TTS cannot speak:
+    decoded once per worker, and kept at the audio output's sample rate, so that at
+    failure time a farewell's first frame is in memory and needs no resampling.
+    """
+    output = session.output.audio
+    rate = output.sample_rate if output is not None else None
+    failed: Exception | None = None
+    try:
+        if policy.farewell_audio is not None:
+            await preload(policy.farewell_audio, rate=rate)
+        elif policy.presynthesize and (engine := _seams.speaking_tts(session)) is not None:
+            # With farewell_audio set, the recording is what plays: no TTS request for it.
+            await presynthesize(engine, static_texts(policy), limit=30.0, rate=rate)
+    except Exception as e:
+        failed = e  # the last resort is prepared all the same, then this is reported
+    if output is not None:
+        await preload(Farewell.DEFAULT.audio, rate=rate)
+    if failed is not None:
+        raise failed
+
+
 async def play(
     session: AgentSession[Any],
     farewell: Farewell,
@@ -128,6 +161,7 @@ async def play(
     deadline: float,
     tts_failed: asyncio.Event | None = None,
     last_resort: Farewell = Farewell.DEFAULT,
+    signal: Callable[[], None] | None = None,
 ) -> FarewellResult:
     """Play ``farewell`` now, giving up at ``deadline`` (a ``loop.time()``).
 
@@ -135,6 +169,9 @@ async def play(
     ``last_resort``, a packaged recording that needs nothing but the audio output. A failed
     TTS ``say`` resolves its handle as if all went well, so TTS failures during the
     farewell are read from ``tts_failed`` (set by the guard on each TTS error).
+    ``signal`` (starting the frontend signal) is called once: when the first ``say()``
+    has been queued, or before the playback first waits for anything (an interruption,
+    a recording's first frame), so its room calls never hold back a ready first frame.
 
     Never raises (except ``CancelledError``): every failure is logged and reported as an
     incomplete farewell, because the close must follow whatever happens here.
@@ -142,25 +179,37 @@ async def play(
     loop = asyncio.get_running_loop()
     started = loop.time()
     handle: SpeechHandle | None = None
-    pump: _Pump | None = None
+    source: _Frames | _Pump | None = None
     played: _Candidate | None = None
     tried = 0
     completed = timed_out = False
+    start_signal = _once(signal)
     try:
         async with asyncio.timeout_at(deadline):
             # Interrupt first: a farewell queues behind the current speech, including an
             # LLM generation that is still retrying. Interrupting after say() would cut
-            # the farewell too (interrupt walks the whole queue).
+            # the farewell too (interrupt walks the whole queue). Not awaited before a
+            # recording: livekit's scheduler starts the farewell as soon as the
+            # interrupted speech is over, while the recording gets ready meanwhile.
+            interrupted: asyncio.Future[None] | None = None
             with contextlib.suppress(RuntimeError):
-                await session.interrupt(force=True)
-            if tts_failed is not None:
-                # Only TTS failures of the farewell itself matter from here on, not late
-                # ones from the reply that was just interrupted.
-                tts_failed.clear()
+                interrupted = session.interrupt(force=True)
+            output = session.output.audio
+            rate = output.sample_rate if output is not None else None
             for candidate in _candidates(session, farewell, verdict, last_resort):
                 tried += 1
                 text, audio = candidate.farewell.text, candidate.farewell.audio
                 if audio is None:
+                    # A synthesised first frame is tens of milliseconds away: the room
+                    # calls cost it nothing.
+                    start_signal()
+                    if interrupted is not None:
+                        await interrupted
+                        interrupted = None
+                        if tts_failed is not None:
+                            # Only TTS failures of the farewell itself matter from here
+                            # on, not late ones from the reply that was just interrupted.
+                            tts_failed.clear()
                     handle = session.say(text, allow_interruptions=False, add_to_chat_ctx=False)
                     await _playout_or(handle, tts_failed)
                     if tts_failed is not None and tts_failed.is_set():
@@ -168,14 +217,15 @@ async def play(
                         handle.interrupt(force=True)
                         continue
                 else:
-                    if pump is not None:
-                        pump.close()
-                    pump = await _Pump.open(audio)
-                    if pump is None:
+                    if source is not None:
+                        source.close()
+                    source = await _open(audio, rate, start_signal, deadline)
+                    if source is None:
                         continue
                     handle = session.say(
-                        text, audio=pump, allow_interruptions=False, add_to_chat_ctx=False
+                        text, audio=source, allow_interruptions=False, add_to_chat_ctx=False
                     )
+                    start_signal()
                     await handle.wait_for_playout()
                 played = candidate
                 break
@@ -185,7 +235,7 @@ async def play(
                 played is not None
                 and handle is not None
                 and not handle.interrupted
-                and (pump is None or played.farewell.audio is None or pump.exhausted)
+                and (source is None or played.farewell.audio is None or source.exhausted)
             )
     except TimeoutError:
         timed_out = True
@@ -193,8 +243,8 @@ async def play(
     except Exception as e:
         log.warning("agent_guard.farewell_failed", error_type=type(e).__name__)
     finally:
-        if pump is not None:
-            pump.close()
+        if source is not None:
+            source.close()
         if handle is not None and not handle.done():
             # wait_for_playout is shielded: the speech keeps going unless told to stop.
             handle.interrupt(force=True)
@@ -211,6 +261,20 @@ async def play(
         text=None if played is None else played.farewell.text,
         source=None if played is None else played.source,
     )
+
+
+def _once(callback: Callable[[], None] | None) -> Callable[[], None]:
+    """``callback`` called at most once, never raising."""
+    pending = [callback] if callback is not None else []
+
+    def call() -> None:
+        while pending:
+            try:
+                pending.pop()()
+            except Exception as e:
+                log.warning("agent_guard.signal_failed", error_type=type(e).__name__)
+
+    return call
 
 
 def _last_tried(
@@ -243,6 +307,40 @@ def _let_go(handle: SpeechHandle, output: Any) -> None:
 _END: Any = object()
 
 
+async def _open(
+    audio: Any, rate: int | None, waiting: Callable[[], None], deadline: float
+) -> _Frames | _Pump | None:
+    """The recording as livekit will read it, with its first frame ready; None (logged)
+    if it has none. ``waiting`` is called before waiting for a first frame."""
+    try:
+        frames = in_memory(audio, rate)
+    except Exception as e:
+        log.warning("agent_guard.farewell_audio_failed", error_type=type(e).__name__)
+        return None
+    if frames is not None:
+        return _Frames(frames)
+    waiting()
+    remaining = deadline - asyncio.get_running_loop().time()
+    return await _Pump.open(audio, within=min(_FIRST_FRAME_WAIT, remaining / 2))
+
+
+class _Frames:
+    """Frames already in memory, handed to livekit as they are: nothing to wait for, and
+    nothing that can fail or ignore a cancellation (so no pump)."""
+
+    def __init__(self, frames: Sequence[rtc.AudioFrame]) -> None:
+        self._frames = frames
+        self.exhausted = False
+
+    async def __aiter__(self) -> AsyncIterator[rtc.AudioFrame]:
+        for frame in self._frames:
+            yield frame
+        self.exhausted = True
+
+    def close(self) -> None:
+        return None
+
+
 class _Pump:
     """Frames from a recording, handed to livekit through a queue of our own.
 
@@ -264,14 +362,21 @@ class _Pump:
         self._closed = False
 
     @classmethod
-    async def open(cls, audio: Any) -> _Pump | None:
-        """A pump that has its first frame ready, or ``None`` (logged) if it never will."""
+    async def open(cls, audio: Any, *, within: float) -> _Pump | None:
+        """A pump that has its first frame ready, or ``None`` (logged) if it has none
+        within ``within`` seconds (a source that hangs must leave time for the next)."""
         try:
             pump = cls(await load_audio(audio))
         except Exception as e:
             log.warning("agent_guard.farewell_audio_failed", error_type=type(e).__name__)
             return None
-        await pump._first.wait()
+        try:
+            async with asyncio.timeout(within):
+                await pump._first.wait()
+        except TimeoutError:
+            pump.close()
+            log.warning("agent_guard.farewell_audio_failed", error_type="TimeoutError")
+            return None
         if not pump.got_frame:
             pump.close()
             error_type = type(pump.error).__name__ if pump.error is not None else "empty"

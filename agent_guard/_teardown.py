@@ -1,6 +1,7 @@
 """Step 5 of the data path: from a decision to the close, in a fixed order, bounded.
 
-The frontend told (concurrently), the farewell played, then one close with
+The farewell played, the frontend told concurrently (once the farewell is queued:
+its room calls must not hold back the first frame), then one close with
 ``CloseReason.ERROR`` and the error. The close is in a ``finally``, so nothing before
 it can prevent it, and ``policy.farewell_timeout`` bounds the whole way; each step
 before it is fenced off on its own, so one failing step does not cost the caller the
@@ -49,8 +50,19 @@ async def teardown(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + policy.farewell_timeout
     verdict = decision.verdict
+    published: asyncio.Task[None] | None = None
+    signalled = False
+
+    def signal() -> None:
+        nonlocal published, signalled
+        if not signalled:
+            signalled = True
+            published = _publish(session, policy, decision, spawn)
+
     try:
-        published = _publish(session, policy, decision, spawn)
+        if callable(policy.error_message):
+            # Words from a factory may take a while: the frontend is told meanwhile.
+            signal()
         try:
             farewell = await resolve(
                 policy,
@@ -64,8 +76,16 @@ async def teardown(
             farewell = Farewell.DEFAULT
         if farewell is not None and not _seams.is_closing(session):
             on_farewell(
-                await play(session, farewell, verdict, deadline=deadline, tts_failed=tts_failed)
+                await play(
+                    session,
+                    farewell,
+                    verdict,
+                    deadline=deadline,
+                    tts_failed=tts_failed,
+                    signal=signal,
+                )
             )
+        signal()  # no farewell, or none could be queued
         if published is not None:
             # Before the agent leaves: apps often end the job on "close".
             await asyncio.wait({published}, timeout=max(0.0, deadline - loop.time()))

@@ -1,6 +1,6 @@
 """``python -m benchmarks``: stock livekit-agents vs PR #6012 (emulated) vs agent-guard.
 
-Five sections, all driven from this one process, each regenerating a Markdown file under
+Six sections, all driven from this one process, each regenerating a Markdown file under
 ``benchmarks/results/``:
 
 * ``scenarios.md``: scripted provider failures against the gateway simulator, medians
@@ -12,7 +12,9 @@ Five sections, all driven from this one process, each regenerating a Markdown fi
   completion, a swallowed 499, a silent TTS), stock vs the guard's watchdog;
 * ``fleet.md``: credits run out under load, several worker processes (and a real
   redis-server) side by side: stock, the guard without fleet, with ``"memory"``, with
-  Redis (``benchmarks/fleet.py``; also ``python -m benchmarks.fleet``).
+  Redis (``benchmarks/fleet.py``; also ``python -m benchmarks.fleet``);
+* ``farewell.md``: terminal failure -> first farewell frame, recorded, pre-synthesised
+  and spoken, beside the TTS's own first-frame time for the same text.
 
 Options select sections and trade precision for time; see ``--help``.
 """
@@ -28,10 +30,10 @@ from collections.abc import Sequence
 
 import structlog
 
-from benchmarks import _deadair, _overhead, _scale, _scenarios, fleet
+from benchmarks import _deadair, _farewell, _overhead, _scale, _scenarios, fleet
 from benchmarks._report import environment, table, write
 
-SECTIONS = ("scenarios", "overhead", "scale", "deadair", "fleet")
+SECTIONS = ("scenarios", "overhead", "scale", "deadair", "fleet", "farewell")
 
 
 def _quiet_logs() -> None:
@@ -213,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="runs per (fault, contender) of the deadair section (default 3)",
     )
+    parser.add_argument(
+        "--farewell-repeat",
+        type=int,
+        default=_farewell.REPEAT,
+        help=f"runs per contender of the farewell section (default {_farewell.REPEAT})",
+    )
     fleet.add_arguments(parser, prefix="fleet-")
     args = parser.parse_args(argv)
     if args.stock_repeat is None:
@@ -252,6 +260,16 @@ def main(argv: list[str] | None = None) -> int:
         text = asyncio.run(fleet.run(fleet_timeline))
         print(text)
         print(f"\n(written to {write('fleet.md', text)})\n")
+    if "farewell" in args.sections:
+        print("== farewell ==", file=sys.stderr)
+
+        def rounds(done: int, total: int) -> None:
+            if done % 10 == 0 or done == total:
+                print(f"  round {done}/{total}", file=sys.stderr)
+
+        text = asyncio.run(_farewell.run(repeat=args.farewell_repeat, progress=rounds))
+        print(text)
+        print(f"\n(written to {write('farewell.md', text)})\n")
     print(f"total: {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 

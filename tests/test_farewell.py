@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -327,6 +327,155 @@ class TestPresynthesis:
         assert len(sim.requests_for("tts")) == 1
 
 
+async def prepared(audio: Any, rate: int) -> Sequence[rtc.AudioFrame]:
+    """``audio``'s frames once the guard's preparation has them at ``rate`` (bounded)."""
+    async with asyncio.timeout(5):
+        while (frames := audio_module.in_memory(audio, rate)) is None or (
+            frames[0].sample_rate != rate
+        ):
+            await asyncio.sleep(0.01)
+    return frames
+
+
+async def start_at(session: Any, rate: int) -> CaptureAudioOutput:
+    """Start ``session`` with an output that takes ``rate`` only, as a room's does."""
+    from livekit.agents import Agent
+
+    out = CaptureAudioOutput(realtime=False, sample_rate=rate)
+    session.output.audio = out
+    await session.start(Agent(instructions="Be brief."))
+    return out
+
+
+class TestReadyAhead:
+    """What the farewell can play is ready before any failure, at the audio output's rate:
+    at failure time nothing is decoded, synthesised or resampled before the first frame."""
+
+    @pytest.fixture(autouse=True)
+    def _fresh_caches(self) -> Iterator[None]:
+        for cache in (audio_module._DECODED, audio_module._BY_PATH, audio_module._AT_RATE):
+            cache.clear()
+        yield
+        for cache in (audio_module._DECODED, audio_module._BY_PATH, audio_module._AT_RATE):
+            cache.clear()
+
+    async def test_recording_plays_as_prepared_at_the_output_rate(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """A 16 kHz recording, a 24 kHz output: the very frames resampled at start reach
+        the output (livekit would otherwise resample at play time), every sample kept."""
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(farewell_audio=DEFAULT_FAREWELL_AUDIO))
+        out = await start_at(session, 24000)
+        ready = await prepared(DEFAULT_FAREWELL_AUDIO, 24000)
+        await turn(session, "hi")
+        await closed_within(g, 8.0)
+        assert g.farewell is not None and g.farewell.completed
+        assert g.farewell.source == "recording"
+        played = [f.frame for f in out.frames]
+        assert len(played) == len(ready)
+        assert all(a is b for a, b in zip(played, ready, strict=True))
+        samples = len(recording_pcm()) // 2
+        assert sum(f.samples_per_channel for f in ready) == pytest.approx(samples * 1.5, abs=1)
+        assert {f.samples_per_channel for f in ready[:-1]} == {480}  # 20 ms frames
+
+    async def test_packaged_recording_is_ready_before_tts_dies(self, sim: GatewaySimulator) -> None:
+        """Nothing configured, no presynthesis: the packaged recording, the last resort,
+        is decoded and resampled at start, and is what plays when TTS quota runs out."""
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(presynthesize=False))
+        out = await start_at(session, 24000)
+        ready = await prepared(DEFAULT_FAREWELL_AUDIO, 24000)
+        sim.tts.default = QuotaExceeded(quota_type="tts")
+        sim.llm.default = Reply("Let me check.")
+        await turn(session, "hi")
+        await closed_within(g, 8.0)
+        assert g.farewell is not None and g.farewell.source == "default"
+        played = [f.frame for f in out.frames]
+        assert played and all(a is b for a, b in zip(played, ready, strict=True))
+
+    async def test_presynthesised_farewell_is_kept_at_the_output_rate(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """OpenAI's 24 kHz voice, a 48 kHz output: the cached farewell is also kept
+        resampled, and that is what plays."""
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(presynthesize=True))
+        out = await start_at(session, 48000)
+        async with asyncio.timeout(5):
+            while not audio_module._PRESYNTH:
+                await asyncio.sleep(0.01)
+        cached = next(iter(audio_module._PRESYNTH.values()))
+        assert cached[0].sample_rate == 24000
+        ready = await prepared(cached, 48000)
+        sim.tts.default = QuotaExceeded(quota_type="tts")
+        sim.llm.default = Reply("Let me check.")
+        await turn(session, "hi")
+        await closed_within(g, 8.0)
+        assert g.farewell is not None and g.farewell.source == "presynthesized"
+        played = [f.frame for f in out.frames]
+        assert played and all(a is b for a, b in zip(played, ready, strict=True))
+
+    async def test_a_broken_recording_leaves_the_last_resort_ready(
+        self, sim: GatewaySimulator, tmp_path: Path
+    ) -> None:
+        """The policy's file breaks after the policy was built: its preparation fails (and
+        is logged), the packaged recording is prepared all the same."""
+        path = tmp_path / "bye.wav"
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(bytes(16000))
+        policy = GuardPolicy(farewell_audio=path)
+        path.write_text("overwritten by a deploy script")
+        session = make_session(sim)
+        guard(session, policy)
+        await start_at(session, 24000)
+        await prepared(DEFAULT_FAREWELL_AUDIO, 24000)
+        assert audio_module.in_memory(path, 24000) is None
+        await session.aclose()
+
+    @pytest.mark.parametrize(("rate", "channels"), [(24000, 1), (48000, 2), (8000, 1)])
+    def test_resample_keeps_every_sample(self, rate: int, channels: int) -> None:
+        """One second at 16 kHz is one second at any rate, in 20 ms frames, channels kept."""
+        one = b"\x10\x00\xf0\xff" * (160 * channels)
+        frames = [
+            rtc.AudioFrame(one, sample_rate=16000, num_channels=channels, samples_per_channel=320)
+            for _ in range(50)
+        ]
+        out = audio_module.resample(frames, rate)
+        assert {(f.sample_rate, f.num_channels) for f in out} == {(rate, channels)}
+        assert sum(f.samples_per_channel for f in out) == pytest.approx(rate, abs=1)
+        assert {f.samples_per_channel for f in out[:-1]} == {rate // 50}
+
+    def test_kept_at_rate_within_a_byte_budget(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Many sources prepared: the oldest are let go past the budget (never the last)."""
+        monkeypatch.setattr(audio_module, "AT_RATE_MAX_BYTES", 200_000)
+        sources = [
+            tuple(
+                rtc.AudioFrame(
+                    bytes(640), sample_rate=16000, num_channels=1, samples_per_channel=320
+                )
+                for _ in range(50)
+            )
+            for _ in range(4)
+        ]
+
+        async def prepare_all() -> None:
+            for frames in sources:
+                await audio_module.preload(frames, rate=24000)
+
+        asyncio.run(prepare_all())
+        # Each: 32 KB at 16 kHz + 48 KB at 24 kHz.
+        assert 0 < audio_module._at_rate_bytes() <= 200_000
+        assert len(audio_module._AT_RATE) == 2
+        newest = audio_module.in_memory(sources[-1], 24000)
+        assert newest is not None and newest[0].sample_rate == 24000
+        assert audio_module.in_memory(sources[0], 24000) is sources[0]  # livekit resamples
+
+
 class TestBounds:
     """Whatever TTS, the audio output or the user do, the close comes, once, in time."""
 
@@ -357,6 +506,25 @@ class TestBounds:
         await turn(session, "hi")
         await closed_within(g, 0.5)
         assert g.farewell is not None and g.farewell.timed_out
+
+    async def test_recording_that_never_starts_gives_way(self, sim: GatewaySimulator) -> None:
+        """A recording with no first frame (a factory that hangs): after a second, TTS says
+        the farewell, instead of the caller hearing nothing until the bound."""
+
+        async def never() -> AsyncIterator[rtc.AudioFrame]:
+            await asyncio.Event().wait()
+            yield rtc.AudioFrame(bytes(640), 16000, 1, 320)
+
+        sim.llm.default = QuotaExceeded()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(farewell_audio=never, farewell_timeout=3.0))
+        out = await start(session)
+        await turn(session, "hi")
+        await closed_within(g, 3.0)
+        assert g.farewell is not None and g.farewell.completed and g.farewell.fell_back
+        assert g.farewell.source == "tts"
+        assert g.decision is not None and out.frames
+        assert out.frames[0].at - g.decision.at < 2.0
 
     async def test_without_audio_output(self, sim: GatewaySimulator) -> None:
         """No audio output at all (text-only session): the close still comes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from livekit import rtc
 
 from agent_guard import FrontendSignal, GuardPolicy, PolicyError, guard
 from agent_guard import _signal as signal_module
+from agent_guard._audio import in_memory
+from agent_guard._policy import DEFAULT_FAREWELL_AUDIO
 from agent_guard._signal import participant_of
 from agent_guard.testing import GatewaySimulator, RateLimited, Unauthorized
 from tests.conftest import SECRET_KEY, make_session, start, turn
@@ -121,3 +124,54 @@ class TestPayload:
         async with asyncio.timeout(10):
             await g.wait_closed()
         assert participant.calls == []
+
+
+class TestTiming:
+    """The frontend is told while the farewell plays, never at the first frame's expense."""
+
+    async def test_after_a_ready_recording_is_queued(
+        self, sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A recording in memory is queued first; the room calls come right after."""
+        participant = RecordingParticipant()
+        monkeypatch.setattr(signal_module, "participant_of", lambda session: participant)
+        sim.llm.default = Unauthorized()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(farewell_audio=DEFAULT_FAREWELL_AUDIO))
+        loop = asyncio.get_running_loop()
+        queued: list[float] = []
+        session.on(
+            "speech_created",
+            lambda ev: queued.append(loop.time()) if ev.source == "say" else None,
+        )
+        await start(session)
+        async with asyncio.timeout(5):
+            while in_memory(DEFAULT_FAREWELL_AUDIO, None) is None:
+                await asyncio.sleep(0.01)
+        await turn(session, "hi")
+        async with asyncio.timeout(10):
+            await g.wait_closed()
+        assert g.farewell is not None and g.farewell.source == "recording"
+        assert [c[0] for c in participant.calls] == ["set_attributes", "send_text"]
+        assert len(queued) == 1 and participant.calls[0][2] >= queued[0]
+
+    async def test_at_once_when_the_recording_keeps_the_farewell_waiting(
+        self, sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A recording whose first frame never comes: told at once, not at the bound."""
+        participant = RecordingParticipant()
+        monkeypatch.setattr(signal_module, "participant_of", lambda session: participant)
+
+        async def never() -> AsyncIterator[rtc.AudioFrame]:
+            await asyncio.Event().wait()
+            yield rtc.AudioFrame(bytes(640), 16000, 1, 320)
+
+        sim.llm.default = Unauthorized()
+        session = make_session(sim)
+        g = guard(session, GuardPolicy(farewell_audio=never, farewell_timeout=1.0))
+        await start(session)
+        await turn(session, "hi")
+        async with asyncio.timeout(10):
+            await g.wait_closed()
+        assert g.decision is not None and participant.calls
+        assert participant.calls[0][2] - g.decision.at < 0.5
