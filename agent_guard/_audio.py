@@ -17,10 +17,11 @@ that costs milliseconds the first time in a process (:func:`in_memory`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,13 +99,40 @@ async def preload(audio: FarewellAudio | None, *, rate: int | None = None) -> No
     A file is decoded completely; it and a sequence of frames are also resampled to
     ``rate`` (the audio output's). Other sources (factories, iterables) are left alone:
     they are made fresh for each playback.
+
+    The work is the worker's, done once whoever asks first: a session closed at once
+    stops waiting for it (its task is cancelled), not the work the next session needs.
     """
+    if audio is None or is_ready(audio, rate=rate):
+        return
     if isinstance(audio, str | os.PathLike):
-        async for _ in _file_frames(Path(audio)):
+        path = Path(audio)
+        source: object = _cached(path)[0] or str(path)
+    else:
+        source = id(audio)  # the work holds `audio`: the id is not reused while it runs
+    await _shared(("preload", source, rate), functools.partial(_preload, audio, rate))
+
+
+async def _preload(audio: FarewellAudio, rate: int | None) -> None:
+    if isinstance(audio, str | os.PathLike) and _frames_of(audio) is None:
+        async for _ in _file_frames(Path(audio)):  # decoded and kept (see _file_frames)
             pass
-    frames = _frames_of(audio) if audio is not None else None
+    frames = _frames_of(audio)
     if frames and rate is not None:
         await _prepare_rate(frames, rate)
+
+
+def is_ready(audio: FarewellAudio | None, *, rate: int | None = None) -> bool:
+    """Whether :func:`preload` would have nothing to do for ``audio`` (and ``rate``)."""
+    if audio is None:
+        return True
+    frames = _frames_of(audio)
+    if frames is None:  # a file not decoded yet; other sources are made fresh each time
+        return not isinstance(audio, str | os.PathLike)
+    if not frames or rate is None or frames[0].sample_rate == rate:
+        return True
+    entry = _AT_RATE.get((id(frames), rate))
+    return entry is not None and entry[0] is frames
 
 
 def in_memory(audio: FarewellAudio, rate: int | None) -> Sequence[rtc.AudioFrame] | None:
@@ -211,15 +239,36 @@ AT_RATE_MAX_BYTES = 16 * 1024 * 1024
 async def _prepare_rate(frames: Sequence[rtc.AudioFrame], rate: int) -> None:
     if frames[0].sample_rate == rate:
         return
-    key = (id(frames), rate)
-    entry = _AT_RATE.get(key)
+    entry = _AT_RATE.get((id(frames), rate))
     if entry is not None and entry[0] is frames:
         return
     # CPU work (about 10 ms for the 4.7 s packaged recording): off the event loop.
     converted = await asyncio.to_thread(resample, frames, rate)
-    _AT_RATE[key] = (frames, converted)
+    _AT_RATE[(id(frames), rate)] = (frames, converted)
     while len(_AT_RATE) > 1 and _at_rate_bytes() > AT_RATE_MAX_BYTES:
         _AT_RATE.popitem(last=False)
+
+
+async def _shared(key: tuple[object, ...], work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``work()`` once per worker for ``key``, whoever asks first, and wait for it."""
+    loop = asyncio.get_running_loop()
+    task = _WORK.get(key)
+    if task is None or task.get_loop() is not loop:
+        task = loop.create_task(work(), name=f"agent_guard.{key[0]}")
+        _WORK[key] = task
+        task.add_done_callback(functools.partial(_work_done, key))
+    await asyncio.shield(task)
+
+
+def _work_done(key: tuple[object, ...], task: asyncio.Task[None]) -> None:
+    if _WORK.get(key) is task:
+        del _WORK[key]
+    if not task.cancelled():
+        task.exception()  # retrieved: every asker may have stopped waiting
+
+
+# Preparations under way, shared by the sessions of a worker (see _shared).
+_WORK: dict[tuple[object, ...], asyncio.Task[None]] = {}
 
 
 def _at_rate_bytes() -> int:

@@ -24,7 +24,7 @@ from agent_guard._errors import GuardError
 from agent_guard._facts import kind_of
 from agent_guard._hooks import Hook, HookChain
 from agent_guard._log import log, log_closing
-from agent_guard._playback import FarewellResult, prepare
+from agent_guard._playback import FarewellResult, needs_preparing, prepare
 from agent_guard._policy import GuardPolicy
 from agent_guard._teardown import teardown
 from agent_guard._verdict import Category, Kind, Verdict
@@ -394,6 +394,8 @@ class Guard:
 
     def _prepare(self) -> None:
         """Work done ahead of any failure, so the failure path does not wait for it."""
+        if not needs_preparing(self.session, self._policy):
+            return
         task = self._spawn(prepare(self.session, self._policy))
         self._preparing.add(task)
         task.add_done_callback(self._preparing.discard)

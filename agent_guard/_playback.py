@@ -32,13 +32,20 @@ from livekit.agents import AgentSession
 from livekit.agents.voice import SpeechHandle
 
 from agent_guard import _seams, fleet
-from agent_guard._audio import in_memory, load_audio, preload, presynthesize, presynthesized
+from agent_guard._audio import (
+    in_memory,
+    is_ready,
+    load_audio,
+    preload,
+    presynthesize,
+    presynthesized,
+)
 from agent_guard._log import log
 from agent_guard._message import static_texts
 from agent_guard._policy import Farewell, GuardPolicy
 from agent_guard._verdict import Kind, Verdict
 
-__all__ = ["FarewellResult", "FarewellSource", "choose", "play", "prepare"]
+__all__ = ["FarewellResult", "FarewellSource", "choose", "needs_preparing", "play", "prepare"]
 
 FarewellSource: TypeAlias = Literal["tts", "presynthesized", "recording", "default", "text"]
 """Where the farewell's sound came from: synthesised by TTS now, pre-synthesised while TTS
@@ -126,6 +133,22 @@ def _candidates(
     if not mute:
         yield _Candidate(Farewell._of_policy(farewell.text, None), "tts")
     yield _Candidate(last_resort, "default")
+
+
+def needs_preparing(session: AgentSession[Any], policy: GuardPolicy) -> bool:
+    """Whether :func:`prepare` has anything to do for this session.
+
+    Mostly not, past a worker's first session: recordings are kept per worker. A task
+    spawned for nothing would outlive a session closed at once by a loop iteration or two.
+    """
+    output = session.output.audio
+    rate = output.sample_rate if output is not None else None
+    if policy.farewell_audio is not None:
+        if not is_ready(policy.farewell_audio, rate=rate):
+            return True
+    elif policy.presynthesize and _seams.speaking_tts(session) is not None:
+        return True
+    return output is not None and not is_ready(Farewell.DEFAULT.audio, rate=rate)
 
 
 async def prepare(session: AgentSession[Any], policy: GuardPolicy) -> None:

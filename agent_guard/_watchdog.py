@@ -57,7 +57,7 @@ from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import ToolCallEnded, ToolCallStarted
 
 from agent_guard import _seams
-from agent_guard._audio import preload, presynthesize
+from agent_guard._audio import is_ready, preload, presynthesize
 from agent_guard._decide import Decider
 from agent_guard._log import log
 from agent_guard._playback import play
@@ -460,9 +460,11 @@ class Watchdog:
         """Decode (or synthesise) the notice ahead, so a stall never waits for it."""
         message = self._policy.stall_message
         if isinstance(message, Farewell) and message.audio is not None:
-            self._spawn(preload(message.audio))
+            if not is_ready(message.audio):  # once per worker: no task for nothing
+                self._spawn(preload(message.audio))
             return
-        self._spawn(preload(Farewell.STALL.audio))
+        if not is_ready(Farewell.STALL.audio):
+            self._spawn(preload(Farewell.STALL.audio))
         session = self._session_ref()
         if (
             message is not None

@@ -437,6 +437,42 @@ class TestReadyAhead:
         assert audio_module.in_memory(path, 24000) is None
         await session.aclose()
 
+    async def test_a_session_closed_at_once_leaves_the_recording_prepared(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """Decoding and resampling are the worker's, not the session's: a session closed
+        before they finish stops waiting for them, the next session finds them done, and
+        its guard starts no preparation at all (no task outlives its session)."""
+        first = make_session(sim)
+        guard(first, GuardPolicy(presynthesize=False))
+        await start_at(first, 24000)
+        await first.aclose()  # at once: its preparation is cancelled
+        async with asyncio.timeout(5):
+            while not audio_module.is_ready(DEFAULT_FAREWELL_AUDIO, rate=24000):
+                await asyncio.sleep(0.01)
+        second = make_session(sim)
+        g = guard(second, GuardPolicy(presynthesize=False))
+        await start_at(second, 24000)
+        assert not g._preparing and not g._tasks
+        await second.aclose()
+
+    async def test_sessions_preparing_at_once_share_one_decoding(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        decoded: list[object] = []
+        real = audio_module._Decoder
+
+        def counting(path: Path) -> Any:
+            decoded.append(path)
+            return real(path)
+
+        monkeypatch.setattr(audio_module, "_Decoder", counting)
+        await asyncio.gather(
+            *(audio_module.preload(DEFAULT_FAREWELL_AUDIO, rate=24000) for _ in range(5))
+        )
+        assert len(decoded) == 1 and len(audio_module._AT_RATE) == 1
+        assert audio_module.is_ready(DEFAULT_FAREWELL_AUDIO, rate=24000)
+
     @pytest.mark.parametrize(("rate", "channels"), [(24000, 1), (48000, 2), (8000, 1)])
     def test_resample_keeps_every_sample(self, rate: int, channels: int) -> None:
         """One second at 16 kHz is one second at any rate, in 20 ms frames, channels kept."""
