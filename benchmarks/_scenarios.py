@@ -73,7 +73,9 @@ def _stock(session: AgentSession[Any]) -> object:
 CONTENDERS: tuple[Contender, ...] = (
     Contender("stock", "stock", _stock),
     Contender("proposal", "PR #6012 (emulated)", ProposalEmulation),
-    Contender("guard", "guard: spoken", lambda s: guard(s)),
+    # Spoken by TTS at failure time: the default policy would also presynthesise the
+    # farewell, and play that whenever synthesis had finished before the failure.
+    Contender("guard", "guard: spoken", lambda s: guard(s, GuardPolicy(presynthesize=False))),
     Contender(
         "guard_presynth",
         "guard: presynthesised",
