@@ -34,7 +34,7 @@ from benchmarks._report import RESULTS, environment, percentile, table
 
 __all__ = ["LEVELS", "run"]
 
-LEVELS = (1, 10, 50, 100, 250, 500)
+LEVELS = (1, 10, 50, 100, 300, 500)
 #: Error events per second per session: a livekit LLM stream emits one per attempt,
 #: at most ~10 per second (0.1 s before the first retry, then 2 s), so 5/s sustained on
 #: every session at once is a heavy storm.
