@@ -22,6 +22,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -437,8 +438,10 @@ async def presynthesize(
     """Synthesise each of ``texts`` once (per worker) and cache the frames.
 
     Each synthesis is given at most ``limit`` seconds. With ``rate`` (the audio
-    output's), the frames are also kept resampled to it.
+    output's), the frames are also kept resampled to it. The failures livekit reports
+    for these requests are the guard's, not the session's (:data:`OWN_REQUEST`).
     """
+    OWN_REQUEST.set(True)  # this task's context, inherited by the streams it opens
     for text in dict.fromkeys(texts):
         if (cached := presynthesized(engine, text)) is not None:
             if rate is not None:
@@ -458,6 +461,13 @@ async def presynthesize(
             log.debug("agent_guard.presynthesized", chars=len(text), frames=len(frames))
             if rate is not None:
                 await _prepare_rate(frames, rate)
+
+
+#: True in the tasks of a request the guard makes of the session's models itself (the
+#: presynthesis): livekit reports its failures on the model's "error" event as it would a
+#: reply's, from a task that inherits this context. They are not the session's failures:
+#: they neither count toward a tolerance nor stand for a reply the caller is owed.
+OWN_REQUEST: ContextVar[bool] = ContextVar("agent_guard_own_request", default=False)
 
 
 def _store_presynthesized(key: tuple[str, ...], frames: tuple[rtc.AudioFrame, ...]) -> None:

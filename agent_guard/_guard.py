@@ -18,6 +18,7 @@ from typing import Any
 from livekit.agents import AgentSession, CloseEvent, ErrorEvent
 
 from agent_guard import _seams, _signal, fleet
+from agent_guard._audio import OWN_REQUEST
 from agent_guard._classify import classify
 from agent_guard._decide import Decider, Decision
 from agent_guard._errors import GuardError
@@ -195,6 +196,8 @@ class Guard:
     def _on_model_error(self, error: Any) -> None:
         """A failure a livekit model reported, after the app's listeners saw it as is."""
         try:
+            if OWN_REQUEST.get():
+                return  # the guard's own request (presynthesis): not the session's failure
             if kind_of(error) is not None:
                 self._observe(error, recoverable=bool(error.recoverable))
         except (Exception, asyncio.CancelledError) as e:
@@ -207,7 +210,7 @@ class Guard:
         """The fallback entry, without the seam: a listener on the session's "error"."""
         try:
             err = ev.error
-            if kind_of(err) is None or err is self._reemitted:
+            if kind_of(err) is None or err is self._reemitted or OWN_REQUEST.get():
                 return
             # With recoverable=True, AgentSession._on_error never counts this error nor
             # closes on it. livekit's own flag is remembered first.

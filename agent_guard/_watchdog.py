@@ -81,8 +81,8 @@ class _Reply:
     heard: bool = False
     llm_output: bool = False
     """The LLM stream of this speech ended with output (text or a tool call)."""
-    failed: bool = False
-    """livekit reported a final failure while this reply was owed."""
+    failed: Verdict | None = None
+    """The final failure livekit reported while this reply was owed."""
     retrying: Verdict | None = None
     """livekit is retrying this reply after this reported (intermediate) failure."""
 
@@ -202,7 +202,7 @@ class Watchdog:
             self._stt_failed = True
         else:
             for reply in self._replies.values():
-                reply.failed = True
+                reply.failed = verdict
         return verdict
 
     def stop(self) -> None:
@@ -316,7 +316,20 @@ class Watchdog:
             return
         if any(isinstance(item, llm.FunctionCall) for item in handle.chat_items):
             return  # a tool-only turn: silent by design
+        if reply.failed is not None:
+            self._notify(reply.failed)
+            return
         self._stall(reply, "the reply ended with no audio")
+
+    def _notify(self, failure: Verdict) -> None:
+        """livekit gave up on a reply and reported why, before it stalled: the error path
+        counts it as that failure, and the caller, who heard nothing, hears the notice."""
+        session = self._session_ref()
+        if session is None or self._policy.stall_message is None:
+            return
+        if self._acting is not None and not self._acting.done():
+            return
+        self._acting = self._spawn(self._act(failure.kind, failure, retry=False, again={}))
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -389,7 +402,7 @@ class Watchdog:
 
     def _stall(self, reply: _Reply, ended: str | None) -> None:
         session = self._session_ref()
-        if session is None or reply.failed:
+        if session is None or reply.failed is not None:
             return
         if isinstance(model_of(session), llm.RealtimeModel):
             kind, what = Kind.REALTIME, "no audio from the model"

@@ -25,6 +25,7 @@ from agent_guard.testing import (
     HttpError,
     QuotaExceeded,
     Reply,
+    SilentSpeech,
     Speech,
 )
 from tests.conftest import (
@@ -313,6 +314,31 @@ class TestPresynthesis:
         assert len(sim.requests_for("tts")) == presynth_requests + 1
         expected = b"".join(f.data.tobytes() for f in cached)
         assert out.pcm()[: len(expected)] == expected
+
+    async def test_a_failed_presynthesis_is_not_the_sessions_failure(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """TTS fails the guard's own request at start: livekit reports it on the TTS's
+        "error" event as it would a reply's, but nothing is counted, and the caller's
+        first turn is not taken for one that already failed (it gets the stall notice)."""
+        sim.tts.default = SilentSpeech()
+        sim.llm.default = Reply("Sure, one moment.")
+        session = make_session(sim)
+        reported: list[Any] = []
+        session.on("error", reported.append)  # what the app sees: livekit's events
+        g = guard(session, GuardPolicy(presynthesize=True, stall_timeout=1.0))
+        await start(session)
+        async with asyncio.timeout(5):
+            while not reported:  # the presynthesis, reported by livekit, failed
+                await asyncio.sleep(0.01)
+        assert len(sim.requests_for("tts")) == 1
+        await asyncio.sleep(0.2)
+        assert g.verdicts == () and g.verdict_counts == {}
+        await turn(session, "hi")
+        async with asyncio.timeout(5):
+            while not any(v.category is Category.STALLED for v in g.verdicts):
+                await asyncio.sleep(0.02)
+        await session.aclose()
 
     async def test_cache_is_shared_across_sessions(self, sim: GatewaySimulator) -> None:
         """A second session with the same text and voice does not synthesise again."""

@@ -5,24 +5,27 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from livekit.agents import CloseReason, llm
+from livekit.agents import Agent, CloseReason, llm
 
-from agent_guard import Category, Kind, Reason, StallError
+from agent_guard import Category, GuardPolicy, Kind, Reason, StallError, guard
 from agent_guard._policy import DEFAULT_STALL_MESSAGE
 from agent_guard.testing import (
+    CaptureAudioOutput,
     ClientCancelled,
     GatewaySimulator,
     Hang,
+    HttpError,
     RateLimited,
     RecordedRequest,
     Reply,
     StreamError,
 )
 from agent_guard.testing._simulator import LLMResponse
-from tests.conftest import chat_texts, spoken
+from tests.conftest import chat_texts, make_session, spoken
 from tests.watchdog.helpers import (
     BOUND,
     SHORT_NOTICE,
+    STALL,
     guarded_session,
     heard_after,
     heard_since,
@@ -141,6 +144,26 @@ class TestRetriedFailures:
         # livekit's first attempt and its 0.1 s retry per turn; the 2 s retry is cut off.
         assert len(sim.requests_for("llm")) == 6
         assert g.decision is None
+        await session.aclose()
+
+    async def test_a_failure_reported_before_the_stall_is_heard(
+        self, sim: GatewaySimulator
+    ) -> None:
+        """livekit gives up on the reply (no retries left) before the stall: the turn counts
+        as that failure, once, and the caller, who heard nothing, hears the notice."""
+        sim.llm.script(HttpError(500), Reply("Back again."))
+        session = make_session(sim, max_retry=0)
+        g = guard(session, GuardPolicy(stall_timeout=STALL, presynthesize=False))
+        out = CaptureAudioOutput(realtime=True)
+        session.output.audio = out
+        await session.start(Agent(instructions="Be brief."))
+
+        at = say_turn(session, "hi")
+        await wait_until(heard_since(out, at))
+        assert (waited := heard_after(out, at)) is not None and waited < BOUND
+        assert [(v.category, v.counts) for v in g.verdicts] == [(Category.SERVER_ERROR, True)]
+        assert g.decision is None
+        assert len(sim.requests_for("llm")) == 1  # the notice is no retry
         await session.aclose()
 
     async def test_mid_stream_499_storm_is_heard_but_never_counts(
