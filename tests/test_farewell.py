@@ -333,7 +333,7 @@ class TestPresynthesis:
                 await asyncio.sleep(0.01)
         assert len(sim.requests_for("tts")) == 1
         await asyncio.sleep(0.2)
-        assert len(g.verdicts) == 0 and len(g.verdict_counts) == 0
+        assert list(g.verdicts) == [] and dict(g.verdict_counts) == {}
         await turn(session, "hi")
         async with asyncio.timeout(5):
             while not any(v.category is Category.STALLED for v in g.verdicts):
