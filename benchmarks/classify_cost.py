@@ -33,7 +33,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
-import anthropic
 import httpx2
 from livekit.agents import APIStatusError, APITimeoutError
 from livekit.agents._exceptions import create_api_error_from_http
@@ -68,6 +67,8 @@ def _rid() -> str:
 
 
 def _anthropic_529() -> BaseException:
+    import anthropic  # here: the SDK costs every test worker a second at collection
+
     request = httpx2.Request("POST", "https://api.anthropic.com/v1/messages")
     body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     body["request_id"] = rid = _rid()  # Anthropic's bodies carry it too

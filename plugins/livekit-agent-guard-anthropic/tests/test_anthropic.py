@@ -15,7 +15,6 @@ from agent_guard_anthropic import classify as classify_only
 from aiohttp import web
 from anthropic_fixtures import API_KEY, FIXTURES, LABEL, Fixture, sse_payload
 from livekit.agents import APIStatusError
-from livekit.plugins import anthropic
 
 from agent_guard import Category, Kind, classify
 from agent_guard.classifiers import DEFAULT_CLASSIFIERS, facts_from
@@ -92,6 +91,9 @@ class TestRealPlugin:
     @pytest.mark.parametrize("fx", FIXTURES, ids=IDS)
     async def test_livekit_anthropic_llm(self, fx: Fixture, server: FixtureServer[Fixture]) -> None:
         """The error the real plugin emits classifies like the reconstruction."""
+        # Imported here: the SDK costs every test worker a second and a half at collection.
+        from livekit.plugins import anthropic
+
         server.queue(fx)
         llm = anthropic.LLM(model="claude-haiku-4-5", base_url=server.url, api_key=API_KEY)
         try:

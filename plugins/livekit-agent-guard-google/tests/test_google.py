@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 from agent_guard_google import CLASSIFIERS
 from agent_guard_google import classify as classify_only
-from google.genai import errors
 from google_fixtures import API_KEY, FIXTURES, LLM_LABEL, Fixture
 from livekit.agents import APIStatusError
 
@@ -24,6 +23,8 @@ IDS = [fx.id for fx in FIXTURES]
 
 def wrapped(code: int, details: object) -> APIStatusError:
     """A genai error *without* a response (as on websockets), wrapped like livekit does."""
+    from google.genai import errors  # here: the SDK costs every test worker at collection
+
     e = errors.ClientError(code, details, None)
     lk = APIStatusError(
         "gemini llm: client error", status_code=e.code, body=f"{e.message} {e.status}"
@@ -39,6 +40,8 @@ class TestFixtures:
 
     def test_livekit_body_is_only_a_string(self) -> None:
         """livekit keeps just "message status"; the JSON survives on the genai cause."""
+        from google.genai import errors
+
         error = FIXTURES[0].error()
         assert isinstance(error, APIStatusError)
         assert isinstance(error.body, str) and error.body.endswith("RESOURCE_EXHAUSTED")
