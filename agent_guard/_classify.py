@@ -176,7 +176,7 @@ def classify(
         )
         return _unknown(resolved, recoverable)
     if printed is not None and volatile_count() == moved:
-        _remember(seen_key, verdict)
+        _remember(seen_key, verdict, printed.masked)
     _last = _memo(error, key, verdict)
     return verdict
 
@@ -188,12 +188,21 @@ def _memo(error: BaseException, key: tuple[object, ...], verdict: Verdict) -> _L
         return None
 
 
-def _remember(key: tuple[object, ...], verdict: Verdict) -> None:
+def _remember(key: tuple[object, ...], verdict: Verdict, masked: tuple[str, ...]) -> None:
     # Without the detail (unredacted provider text until read) and the request id: the
     # template keeps only what classifiers made (redacted quota fields, sanitised hints).
     template = refill(verdict, detail="", request_id=None)
-    _seen[key] = (_providers._installed, _providers._every, template)
-    _seen.move_to_end(key)
+    if masked:
+        # A hint or quota field copied from a body that quotes the request id (or, cut
+        # short, the start of it) would hand this id to the next error's verdict.
+        text = repr(template)
+        if any(rid[:_QUOTED] in text for rid in masked):
+            return
+    entry = (_providers._installed, _providers._every, template)
+    # pop then store, not store then move_to_end: another thread may evict the key
+    # between the two, and move_to_end would raise KeyError out of classify().
+    _seen.pop(key, None)
+    _seen[key] = entry
     while len(_seen) > _SEEN_SIZE:
         try:
             _seen.popitem(last=False)
@@ -213,6 +222,8 @@ _last: _Last | None = None
 # text: digests, and templates without detail or request id. Bounded; the least recently
 # stored goes first.
 _SEEN_SIZE = 256
+# How much of a request id quoted in a verdict's own fields keeps it from being remembered.
+_QUOTED = 8
 
 # Per model label, how many errors in a row were not answered from the cache. A provider
 # whose errors never repeat (a body that quotes a countdown, say) would pay for a

@@ -119,6 +119,9 @@ class Print(NamedTuple):
     ``Verdict.detail``)."""
     request_id: str | None
     """``Verdict.request_id`` for this error."""
+    masked: tuple[str, ...] = ()
+    """The request ids the digest leaves out: a verdict that quotes one (a body's hint
+    naming the id) is this error's alone, not to be remembered."""
 
 
 class _Opaque(Exception):
@@ -289,7 +292,9 @@ def fingerprint(error: BaseException) -> Print | None:
         # Python's hash of bytes is SipHash with a key secret to the process: no provider
         # text can be made to collide; with the length, 64 bits for a few hundred entries.
         digest = (len(data), hash(data))
-        return Print(digest, message, request_id_of(reader.ids, reader.merged))
+        return Print(
+            digest, message, request_id_of(reader.ids, reader.merged), tuple(reader.masked)
+        )
     except SAFE_ERRORS:  # _Opaque among them
         return None
 
