@@ -127,13 +127,10 @@ def is_ready(audio: FarewellAudio | None, *, rate: int | None = None) -> bool:
     """Whether :func:`preload` would have nothing to do for ``audio`` (and ``rate``)."""
     if audio is None:
         return True
-    frames = _frames_of(audio)
+    frames = in_memory(audio, rate)
     if frames is None:  # a file not decoded yet; other sources are made fresh each time
         return not isinstance(audio, str | os.PathLike)
-    if not frames or rate is None or frames[0].sample_rate == rate:
-        return True
-    entry = _AT_RATE.get((id(frames), rate))
-    return entry is not None and entry[0] is frames
+    return not frames or rate is None or frames[0].sample_rate == rate
 
 
 def in_memory(audio: FarewellAudio, rate: int | None) -> Sequence[rtc.AudioFrame] | None:

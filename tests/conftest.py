@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from livekit import rtc
 from livekit.agents import (
     NOT_GIVEN,
     Agent,
@@ -157,6 +158,12 @@ async def turn(session: AgentSession[Any], text: str) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(TURN_TIMEOUT):
             await session.run(user_input=text)
+
+
+async def never_starts() -> AsyncIterator[rtc.AudioFrame]:
+    """A farewell recording (a factory's frames) whose first frame never comes."""
+    await asyncio.Event().wait()
+    yield rtc.AudioFrame(bytes(640), 16000, 1, 320)
 
 
 def chat_texts(session: AgentSession[Any]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import wave
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from tests.conftest import (
     gateway_quota_error,
     heard,
     make_session,
+    never_starts,
     start,
     turn,
 )
@@ -353,6 +354,26 @@ class TestPresynthesis:
         assert len(sim.requests_for("tts")) == 1
 
 
+async def tts_dies_and_plays(
+    sim: GatewaySimulator,
+    session: Any,
+    g: Any,
+    out: CaptureAudioOutput,
+    ready: Sequence[rtc.AudioFrame],
+    *,
+    source: str,
+) -> None:
+    """TTS quota runs out on the next reply: the farewell from ``source`` plays, and what
+    reaches the output are the very ``ready`` frames prepared ahead."""
+    sim.tts.default = QuotaExceeded(quota_type="tts")
+    sim.llm.default = Reply("Let me check.")
+    await turn(session, "hi")
+    await closed_within(g, 8.0)
+    assert g.farewell is not None and g.farewell.source == source
+    played = [f.frame for f in out.frames]
+    assert played and all(a is b for a, b in zip(played, ready, strict=True))
+
+
 async def prepared(audio: Any, rate: int) -> Sequence[rtc.AudioFrame]:
     """``audio``'s frames once the guard's preparation has them at ``rate`` (bounded)."""
     async with asyncio.timeout(5):
@@ -413,13 +434,7 @@ class TestReadyAhead:
         g = guard(session, GuardPolicy(presynthesize=False))
         out = await start_at(session, 24000)
         ready = await prepared(DEFAULT_FAREWELL_AUDIO, 24000)
-        sim.tts.default = QuotaExceeded(quota_type="tts")
-        sim.llm.default = Reply("Let me check.")
-        await turn(session, "hi")
-        await closed_within(g, 8.0)
-        assert g.farewell is not None and g.farewell.source == "default"
-        played = [f.frame for f in out.frames]
-        assert played and all(a is b for a, b in zip(played, ready, strict=True))
+        await tts_dies_and_plays(sim, session, g, out, ready, source="default")
 
     async def test_presynthesised_farewell_is_kept_at_the_output_rate(
         self, sim: GatewaySimulator
@@ -435,13 +450,7 @@ class TestReadyAhead:
         cached = next(iter(audio_module._PRESYNTH.values()))
         assert cached[0].sample_rate == 24000
         ready = await prepared(cached, 48000)
-        sim.tts.default = QuotaExceeded(quota_type="tts")
-        sim.llm.default = Reply("Let me check.")
-        await turn(session, "hi")
-        await closed_within(g, 8.0)
-        assert g.farewell is not None and g.farewell.source == "presynthesized"
-        played = [f.frame for f in out.frames]
-        assert played and all(a is b for a, b in zip(played, ready, strict=True))
+        await tts_dies_and_plays(sim, session, g, out, ready, source="presynthesized")
 
     async def test_a_broken_recording_leaves_the_last_resort_ready(
         self, sim: GatewaySimulator, tmp_path: Path
@@ -573,13 +582,9 @@ class TestBounds:
         """A recording with no first frame (a factory that hangs): after a second, TTS says
         the farewell, instead of the caller hearing nothing until the bound."""
 
-        async def never() -> AsyncIterator[rtc.AudioFrame]:
-            await asyncio.Event().wait()
-            yield rtc.AudioFrame(bytes(640), 16000, 1, 320)
-
         sim.llm.default = QuotaExceeded()
         session = make_session(sim)
-        g = guard(session, GuardPolicy(farewell_audio=never, farewell_timeout=3.0))
+        g = guard(session, GuardPolicy(farewell_audio=never_starts, farewell_timeout=3.0))
         out = await start(session)
         await turn(session, "hi")
         await closed_within(g, 3.0)

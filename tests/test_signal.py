@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from agent_guard._audio import in_memory
 from agent_guard._policy import DEFAULT_FAREWELL_AUDIO
 from agent_guard._signal import participant_of
 from agent_guard.testing import GatewaySimulator, RateLimited, Unauthorized
-from tests.conftest import SECRET_KEY, make_session, start, turn
+from tests.conftest import SECRET_KEY, make_session, never_starts, start, turn
 
 
 class RecordingParticipant:
@@ -162,13 +161,9 @@ class TestTiming:
         participant = RecordingParticipant()
         monkeypatch.setattr(signal_module, "participant_of", lambda session: participant)
 
-        async def never() -> AsyncIterator[rtc.AudioFrame]:
-            await asyncio.Event().wait()
-            yield rtc.AudioFrame(bytes(640), 16000, 1, 320)
-
         sim.llm.default = Unauthorized()
         session = make_session(sim)
-        g = guard(session, GuardPolicy(farewell_audio=never, farewell_timeout=1.0))
+        g = guard(session, GuardPolicy(farewell_audio=never_starts, farewell_timeout=1.0))
         await start(session)
         await turn(session, "hi")
         async with asyncio.timeout(10):
