@@ -75,7 +75,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Schedul
 #: these start at once and the workers finish together.
 SLOW_FIRST = (
     "tests/test_log.py",  # a worker process per log level (class fixture)
-    "tests/fleet/test_redis.py",  # a Redis server and worker processes (one group)
     "tests/test_classify_fuzz.py",
     "tests/reliability/test_soak.py",
     "tests/test_examples.py",
