@@ -25,7 +25,7 @@ test: .venv/.synced ## everything CI runs
 # Worker processes (pytest-xdist), handed one test at a time, the slowest first; tests that
 # share a wider fixture (the Redis server and its worker processes) go to one worker
 # together: see tests/conftest.py. PYTEST_WORKERS=0 runs everything in this process.
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 3
 unit: .venv/.synced
 	$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
