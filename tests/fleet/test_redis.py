@@ -30,6 +30,8 @@ from tests.fleet._redis_server import RedisServer
 ROOT = Path(__file__).resolve().parents[2]
 QUOTA = QuotaExceeded(category="MaxGatewayCredits")
 DEPLOYMENT_KEY = "test-deployment-key"
+# A refused session's first farewell frame, at most, in seconds (see its test).
+REFUSAL_BOUND = 0.5
 
 
 class Worker:
@@ -139,9 +141,12 @@ async def all_see(
 
 async def test_breaker_opens_across_processes(workers: list[Worker], sim: GatewaySimulator) -> None:
     """One worker pays for the discovery; the others refuse the account, unsent."""
-    # Each worker has served a call, as a worker in production has: the 0.1 s bound is
-    # the refusal's, not a cold process's first imports, pydantic builds and connections
-    # (which took it to 0.19 s on a loaded 2-core CI machine).
+    # Each worker has served a call, as a worker in production has: the bound is the
+    # refusal's, not a cold process's first imports, pydantic builds and connections.
+    # The speed figure (refused: turn -> farewell, p95 <= 100 ms, ~10 ms measured) is the
+    # fleet benchmark's, on a quiet machine; here, beside other test workers and mypy on
+    # 2 cores, the bound says the refusal waits for nothing (no request, no retry backoff,
+    # no Redis timeout): 0.1 s failed 1 run in 3 at 0.109-0.117 s.
     for w in workers:
         served = await w.session(sim, "sk-warm-up")
         assert served["closed"] != "error" and not served["decided"]
@@ -155,7 +160,7 @@ async def test_breaker_opens_across_processes(workers: list[Worker], sim: Gatewa
     for w in workers[1:]:
         result = await w.session(sim, "sk-opens")
         assert result["closed"] == "error" and result["refused"]
-        assert result["first_frame"] is not None and result["first_frame"] <= 0.1
+        assert result["first_frame"] is not None and result["first_frame"] <= REFUSAL_BOUND
     assert billed(sim, before) == []
 
 
