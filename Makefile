@@ -25,9 +25,14 @@ test: .venv/.synced ## everything CI runs
 # Worker processes (pytest-xdist), handed one test at a time, the slowest first; tests that
 # share a wider fixture (the Redis server and its worker processes) go to one worker
 # together: see tests/conftest.py. PYTEST_WORKERS=0 runs everything in this process.
+# The plugins are named, not discovered: pytest rewrites the asserts of every module of a
+# distribution that registers a plugin, all of hypothesis included (~2.5 s per worker, each
+# run when bytecode is not written), and anyio's plugin is not used here.
 PYTEST_WORKERS ?= 3
+PYTEST_PLUGINS := -p xdist.plugin -p pytest_asyncio.plugin -p _hypothesis_pytestplugin
 unit: .venv/.synced
-	$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(UV) run --frozen --no-sync pytest $(PYTEST_PLUGINS) \
+		-n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: .venv/.synced
 	$(UV) run --frozen --no-sync ruff check .
