@@ -10,13 +10,9 @@ accounts.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
+import multiprocessing
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,37 +21,37 @@ from redis.asyncio import Redis
 from agent_guard import Category, Kind, Verdict
 from agent_guard.fleet import FleetBreaker, RedisStore, account
 from agent_guard.testing import GatewaySimulator, QuotaExceeded, Reply
+from tests.fleet import worker
 from tests.fleet._redis_server import RedisServer
 
-ROOT = Path(__file__).resolve().parents[2]
 QUOTA = QuotaExceeded(category="MaxGatewayCredits")
 DEPLOYMENT_KEY = "test-deployment-key"
 # A refused session's first farewell frame, at most, in seconds (see its test).
 REFUSAL_BOUND = 0.5
 
 
+# Workers are forked from one server process that imported tests.fleet.worker (livekit,
+# the openai plugin, the guard) once, instead of three interpreters importing it each.
+_PROCESSES = multiprocessing.get_context("forkserver")
+_PROCESSES.set_forkserver_preload(["tests.fleet.worker"])
+
+
 class Worker:
     def __init__(self, url: str) -> None:
-        env = {**os.environ, "AGENT_GUARD_FLEET_KEY": DEPLOYMENT_KEY, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fleet.worker", url],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-            env=env,
-            text=True,
+        self.conn, theirs = _PROCESSES.Pipe()
+        self.proc = _PROCESSES.Process(
+            target=worker.serve, args=(url, theirs, DEPLOYMENT_KEY), daemon=True
         )
+        self.proc.start()
+        theirs.close()
 
     def ready(self) -> None:
-        assert self.proc.stdout is not None
-        assert json.loads(self.proc.stdout.readline()) == {"ready": True}
+        assert self.conn.poll(60), "the worker did not start"
+        assert self.conn.recv() == {"ready": True}
 
     async def call(self, **cmd: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        answer: dict[str, Any] = json.loads(await asyncio.to_thread(self.proc.stdout.readline))
+        self.conn.send(cmd)
+        answer: dict[str, Any] = await asyncio.to_thread(self.conn.recv)
         assert "error" not in answer, answer
         return answer
 
@@ -65,13 +61,11 @@ class Worker:
         return await self.call(cmd="session", base_url=sim.base_url, key=key, cooldown=cooldown)
 
     def stop(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
+        self.conn.close()
+        self.proc.join(5)
+        if self.proc.is_alive():
             self.proc.kill()
-            self.proc.wait(5)
+            self.proc.join(5)
 
 
 @pytest.fixture(scope="module")

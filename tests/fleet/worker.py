@@ -1,23 +1,24 @@
 """A worker process for the cross-process tests: guarded sessions on demand.
 
-``python -m tests.fleet.worker REDIS_URL`` reads one JSON command per line on stdin and
-answers one JSON line on stdout:
+:func:`serve` runs in a process of its own (``tests/fleet/test_redis.py`` forks each from
+a ``multiprocessing`` fork server that imported this module once: the imports are most of
+a worker's start) and answers each command received on its end of a pipe:
 
 * ``{"cmd": "session", "base_url", "key", "cooldown"}``: one guarded session (the real
   openai LLM and TTS over HTTP) asked for one reply; how it ended;
 * ``{"cmd": "state"}``: this process's breaker (open accounts, store connection) and how
   often each fleet event was logged;
-* ``{"cmd": "quit"}``.
+* ``{"cmd": "quit"}``, or the pipe closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
-import sys
+import os
 import time
 from collections.abc import Mapping, MutableMapping
+from multiprocessing.connection import Connection
 from typing import Any
 
 import structlog
@@ -29,6 +30,7 @@ from agent_guard import GuardPolicy, guard
 from agent_guard._audio import preload
 from agent_guard._policy import DEFAULT_FAREWELL_AUDIO
 from agent_guard.fleet import FleetOpenError, breaker_for
+from agent_guard.fleet._account import FLEET_KEY_ENV
 from agent_guard.testing import CaptureAudioOutput
 
 EVENTS: collections.Counter[str] = collections.Counter()
@@ -82,7 +84,7 @@ def state(url: str) -> dict[str, Any]:
     }
 
 
-async def main(url: str) -> None:
+async def main(url: str, conn: Connection) -> None:
     structlog.configure(processors=[_count])
     breaker = breaker_for(url)
     assert breaker is not None
@@ -90,9 +92,12 @@ async def main(url: str) -> None:
     # As a worker's prewarm would (GuardPolicy(farewell_audio=...) is preloaded at session
     # start): the first refused session must not pay for decoding the recording.
     await preload(DEFAULT_FAREWELL_AUDIO)
-    print(json.dumps({"ready": True}), flush=True)
-    while line := await asyncio.to_thread(sys.stdin.readline):
-        cmd = json.loads(line)
+    conn.send({"ready": True})
+    while True:
+        try:
+            cmd = await asyncio.to_thread(conn.recv)
+        except EOFError:  # the test's end was closed
+            break
         if cmd["cmd"] == "quit":
             break
         try:
@@ -102,8 +107,13 @@ async def main(url: str) -> None:
                 answer = state(url)
         except Exception as e:
             answer = {"error": f"{type(e).__name__}: {e}"}
-        print(json.dumps(answer), flush=True)
+        conn.send(answer)
 
 
-if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+def serve(url: str, conn: Connection, fleet_key: str) -> None:
+    """A worker's process: the fleet's shared key, livekit's stray log lines dropped."""
+    os.environ[FLEET_KEY_ENV] = fleet_key
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    asyncio.run(main(url, conn))
