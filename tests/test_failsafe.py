@@ -44,7 +44,7 @@ from agent_guard.testing import (
     RateLimited,
     Reply,
 )
-from tests.conftest import gateway_quota_error, heard, make_session, start, turn
+from tests.helpers import gateway_quota_error, heard, make_session, start, turn
 
 #: Slack on top of farewell_timeout for the close itself.
 BOUND = 0.1

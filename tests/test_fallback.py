@@ -49,7 +49,7 @@ from agent_guard.testing import (
     Reply,
     StreamError,
 )
-from tests.conftest import SECRET_KEY, start
+from tests.helpers import SECRET_KEY, start
 
 TURN_TIMEOUT = 10.0
 #: Short enough to keep livekit's outer retries (max_retry=3) fast.

@@ -28,7 +28,7 @@ from agent_guard.testing import (
     SilentSpeech,
     Speech,
 )
-from tests.conftest import (
+from tests.helpers import (
     SECRET_KEY,
     chat_texts,
     gateway_quota_error,

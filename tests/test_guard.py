@@ -25,7 +25,7 @@ from agent_guard.testing import (
     RateLimited,
     Reply,
 )
-from tests.conftest import chat_texts, heard, make_session, start, turn
+from tests.helpers import chat_texts, heard, make_session, start, turn
 
 
 class TestCreditsExhausted:

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 from agent_guard import Category, GuardPolicy, Reason, Verdict, guard
 from agent_guard.instrumentation import VerdictCounter, log_verdict
 from agent_guard.testing import GatewaySimulator, QuotaExceeded, RateLimited, Reply
-from tests.conftest import make_session, start, turn
+from tests.helpers import make_session, start, turn
 
 
 class TestOverride:

@@ -11,7 +11,7 @@ import agent_guard
 from agent_guard import GuardPolicy, guard
 from agent_guard._guard import guarded
 from agent_guard.testing import GatewaySimulator
-from tests.conftest import make_session, start
+from tests.helpers import make_session, start
 
 
 @pytest.fixture(autouse=True)

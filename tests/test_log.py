@@ -24,7 +24,7 @@ import agent_guard
 from agent_guard import GuardPolicy, Kind, classify, guard
 from agent_guard._log import LOGGER_NAME, log
 from agent_guard.testing import GatewaySimulator, QuotaExceeded, openai_status_error
-from tests.conftest import make_session, start, turn
+from tests.helpers import make_session, start, turn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -274,7 +274,7 @@ _WORKER_SCRIPT = textwrap.dedent(
     from agent_guard import GuardPolicy, Kind, classify, guard
     from agent_guard import _audio
     from agent_guard.testing import GatewaySimulator, QuotaExceeded, Reply
-    from tests.conftest import make_session, start, turn
+    from tests.helpers import make_session, start, turn
 
     async def main() -> None:
         async with GatewaySimulator() as sim:

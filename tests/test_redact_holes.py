@@ -30,7 +30,7 @@ from agent_guard.testing import (
     QuotaExceeded,
     openai_status_error,
 )
-from tests.conftest import make_session, start
+from tests.helpers import make_session, start
 from tests.redaction_holes import HOLES
 
 FRAGMENT = 8

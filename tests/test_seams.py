@@ -11,7 +11,7 @@ from livekit.agents._exceptions import APIStatusError
 
 from agent_guard import _seams
 from agent_guard.testing import GatewaySimulator
-from tests.conftest import make_session, start
+from tests.helpers import make_session, start
 
 
 class TestSeams:

@@ -16,7 +16,7 @@ from agent_guard._audio import in_memory
 from agent_guard._policy import DEFAULT_FAREWELL_AUDIO
 from agent_guard._signal import participant_of
 from agent_guard.testing import GatewaySimulator, RateLimited, Unauthorized
-from tests.conftest import SECRET_KEY, make_session, never_starts, start, turn
+from tests.helpers import SECRET_KEY, make_session, never_starts, start, turn
 
 
 class RecordingParticipant:

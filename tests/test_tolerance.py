@@ -11,7 +11,7 @@ from livekit.agents._exceptions import APIError
 from agent_guard import Category, GuardPolicy, Kind, Reason, Tolerance, guard
 from agent_guard._policy import DEFAULT_ERROR_MESSAGE
 from agent_guard.testing import GatewaySimulator, HttpError, Reply, StreamError
-from tests.conftest import heard, make_session, start, turn
+from tests.helpers import heard, make_session, start, turn
 
 SERVER_ERROR = HttpError(status=500, body={"error": {"message": "boom", "type": "server_error"}})
 
@@ -194,7 +194,7 @@ class TestClientCancellations:
         from livekit.plugins import openai
 
         from agent_guard.classifiers import DEFAULT_CLASSIFIERS
-        from tests.conftest import SECRET_KEY
+        from tests.helpers import SECRET_KEY
 
         google_cancel = next(f for f in FIXTURES if f.id == "server_cancelled_499").error()
         assert isinstance(google_cancel, Exception)

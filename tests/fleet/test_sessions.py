@@ -31,7 +31,7 @@ from agent_guard.testing import (
     Reply,
     Unauthorized,
 )
-from tests.conftest import SECRET_KEY, make_session, start
+from tests.helpers import SECRET_KEY, make_session, start
 
 OTHER_KEY = "sk-proj-OTHERSECRET9876543210zyxwvuZYXWVU"
 

@@ -46,7 +46,7 @@ from agent_guard.testing import (
     Speech,
     Unauthorized,
 )
-from tests.conftest import (
+from tests.helpers import (
     SECRET_KEY,
     client_cancel,
     gateway_quota_error,

@@ -34,7 +34,7 @@ from agent_guard.testing import (
     Reply,
     Unauthorized,
 )
-from tests.conftest import make_session
+from tests.helpers import make_session
 
 OPENAI_KEY = "sk-proj-LEAKCHECK0123456789abcdefABCDEFghij"
 GOOGLE_KEY = "AIzaSyLEAKCHECK0123456789abcdefABCDxyz"

@@ -31,7 +31,7 @@ from agent_guard.testing import (
     CaptureAudioOutput,
     GatewaySimulator,
 )
-from tests.conftest import client_cancel, rate_limit
+from tests.helpers import client_cancel, rate_limit
 
 SESSIONS = 50
 EVENTS = 100

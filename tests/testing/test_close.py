@@ -20,7 +20,7 @@ from agent_guard.testing import (
     Reply,
     guarded_close,
 )
-from tests.conftest import SECRET_KEY, make_session, start, turn
+from tests.helpers import SECRET_KEY, make_session, start, turn
 
 SORRY = "We are out of minutes today."
 

@@ -12,7 +12,7 @@ from livekit.agents import Agent, AgentSession
 
 from agent_guard import Farewell, Guard, GuardPolicy, guard
 from agent_guard.testing import CaptureAudioOutput, GatewaySimulator
-from tests.conftest import make_session
+from tests.helpers import make_session
 
 #: Seconds of dead air the tests allow: small, so the suite stays fast.
 STALL = 0.8

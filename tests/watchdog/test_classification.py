@@ -24,7 +24,7 @@ from livekit.plugins import openai
 
 from agent_guard import Category, GuardPolicy, Kind, Tolerance, classify, guard
 from agent_guard.testing import CaptureAudioOutput, GatewaySimulator, Hang, raised
-from tests.conftest import SECRET_KEY
+from tests.helpers import SECRET_KEY
 
 
 def test_timeout_above_a_cancellation_is_a_timeout() -> None:

@@ -7,7 +7,7 @@ import asyncio
 from livekit.agents import Agent, function_tool
 
 from agent_guard.testing import GatewaySimulator, Reply, Speech, ToolCall
-from tests.conftest import chat_texts
+from tests.helpers import chat_texts
 from tests.watchdog.helpers import STALL, guarded_session, heard_after, say_turn, wait_until
 
 

@@ -21,7 +21,7 @@ from agent_guard.testing import (
     StreamError,
 )
 from agent_guard.testing._simulator import LLMResponse
-from tests.conftest import chat_texts, make_session, spoken
+from tests.helpers import chat_texts, make_session, spoken
 from tests.watchdog.helpers import (
     BOUND,
     SHORT_NOTICE,

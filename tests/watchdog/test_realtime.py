@@ -10,7 +10,7 @@ from livekit.plugins.openai import realtime
 
 from agent_guard import Category, GuardPolicy, Kind, Reason, StallError, guard
 from agent_guard.testing import CaptureAudioOutput, GatewaySimulator, RealtimeHang, RealtimeReply
-from tests.conftest import SECRET_KEY
+from tests.helpers import SECRET_KEY
 from tests.watchdog.helpers import (
     BOUND,
     SHORT_NOTICE,

@@ -11,7 +11,7 @@ from livekit.agents.voice import SpeechHandle
 
 from agent_guard import _seams
 from agent_guard.testing import GatewaySimulator, Reply
-from tests.conftest import make_session, start
+from tests.helpers import make_session, start
 from tests.watchdog.helpers import guarded_session, wait_until
 
 

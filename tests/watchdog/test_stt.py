@@ -17,7 +17,7 @@ from agent_guard import Category, GuardPolicy, Kind, guard
 from agent_guard._audio import decode_file
 from agent_guard._policy import DEFAULT_STALL_AUDIO
 from agent_guard.testing import CaptureAudioOutput, GatewaySimulator, Hang, Reply, Transcript
-from tests.conftest import SECRET_KEY, chat_texts
+from tests.helpers import SECRET_KEY, chat_texts
 from tests.watchdog.helpers import BOUND, STALL, heard_after, wait_until
 
 _FRAME = 0.02

@@ -7,7 +7,7 @@ from livekit.agents import CloseReason, tts
 from agent_guard import Category, Kind, StallError
 from agent_guard._policy import DEFAULT_STALL_MESSAGE
 from agent_guard.testing import GatewaySimulator, Hang, Reply, SilentSpeech, Speech
-from tests.conftest import chat_texts, spoken
+from tests.helpers import chat_texts, spoken
 from tests.watchdog.helpers import (
     BOUND,
     SHORT_NOTICE,
