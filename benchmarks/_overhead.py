@@ -175,17 +175,27 @@ def terminal_probe(client: openai_sdk.AsyncClient, error: ErrorFactory, n: int) 
 
 
 async def session_probe(
-    what: str, client: openai_sdk.AsyncClient, error: ErrorFactory, *, guarded: bool, n: int
+    what: str,
+    client: openai_sdk.AsyncClient,
+    error: ErrorFactory,
+    *,
+    guarded: bool,
+    n: int,
+    pool: int = POOL,
 ) -> tuple[Probe, AgentSession[Any]]:
-    """``llm.emit("error", LLMError)`` on a started session: livekit's path end to end."""
+    """``llm.emit("error", LLMError)`` on a started session: livekit's path end to end.
+
+    ``pool=1``: every event wraps the same provider exception, so ``classify()`` answers
+    from its one-entry memo: what the guard costs besides recognising the failure.
+    """
     session = new_session(client)
     if guarded:
         guard(session)
     await session.start(Agent(instructions="Be brief."))
     model = session.llm
     assert isinstance(model, llm.LLM)
-    errors = _pool(error)
-    errs = [_errors.llm_error(errors[i % POOL], recoverable=True) for i in range(n)]
+    errors = [error() for _ in range(pool)]
+    errs = [_errors.llm_error(errors[i % pool], recoverable=True) for i in range(n)]
     calls = [functools.partial(model.emit, "error", e) for e in errs]
     return Probe(what, "rate-limit 429, retry attempt", calls), session
 
@@ -218,6 +228,24 @@ def run_interleaved(probes: Sequence[Probe], *, warmup: int) -> None:
 
 def stats(samples: Sequence[float]) -> tuple[str, str]:
     return f"{statistics.median(samples):.1f}", f"{percentile(samples, 95):.1f}"
+
+
+async def _alone(
+    client: openai_sdk.AsyncClient, error: ErrorFactory, n: int, pool: int, how: str
+) -> list[tuple[str, ...]]:
+    """A fresh stock and guarded session timed against each other, nothing else between."""
+    pair = [
+        await session_probe(
+            f"session path, {name}, {how}", client, error, guarded=guarded, n=n, pool=pool
+        )
+        for name, guarded in (("stock", False), ("guarded (default policy, INFO filtered)", True))
+    ]
+    run_interleaved([probe for probe, _ in pair], warmup=WARMUP)
+    rows: list[tuple[str, ...]] = []
+    for probe, session in pair:
+        await session.aclose()
+        rows.append((probe.what, probe.event, *stats(probe.samples)))
+    return rows + _compare(pair[0][0], pair[1][0], how)
 
 
 def _compare(stock: Probe, guarded: Probe, how: str) -> list[tuple[str, ...]]:
@@ -384,21 +412,11 @@ async def run() -> str:
         rows.extend(_compare(stock_probe, guarded_probe, "among the rows above"))
         # The same pair again with nothing timed between them: the rows above evict each
         # other's code and data from the CPU caches, which costs stock's short path
-        # proportionally more (~35 vs ~20 µs here). Neither view alone is the ratio.
-        pair = [
-            await session_probe(
-                f"session path, {name}, alone", client, rate_limit, guarded=guarded, n=n
-            )
-            for name, guarded in (
-                ("stock", False),
-                ("guarded (default policy, INFO filtered)", True),
-            )
-        ]
-        run_interleaved([probe for probe, _ in pair], warmup=WARMUP)
-        for probe, session in pair:
-            await session.aclose()
-            rows.append((probe.what, probe.event, *stats(probe.samples)))
-        rows.extend(_compare(pair[0][0], pair[1][0], "alone"))
+        # proportionally more. Neither view alone is the ratio.
+        rows.extend(await _alone(client, rate_limit, n, POOL, "alone"))
+        # And once more with one provider exception for every event: the guard's own
+        # cost, every step but recognising the failure.
+        rows.extend(await _alone(client, rate_limit, n, 1, "alone, one exception"))
         tracemalloc.start()
         try:
             with logs(logging.WARNING):
@@ -463,7 +481,10 @@ async def run() -> str:
             "  their events. The other rows evict each other's code and data from the CPU",
             "  caches, which costs stock's short path proportionally more: a production",
             "  worker does other work between two error events, so expect the ratio",
-            "  between the two.",
+            "  between the two. *alone, one exception*: a third pass where every event",
+            "  wraps the same provider exception, so `classify()` answers from its",
+            "  one-entry memo: what the guard costs besides recognising the failure",
+            "  (listeners, fleet gate, watchdog, tolerance, the filtered log hook).",
             "",
             "## Memory per session (tracemalloc)",
             "",
