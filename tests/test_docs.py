@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 from agent_guard import GuardPolicy
@@ -41,6 +42,26 @@ class TestReadme:
         readme = (ROOT / "README.md").read_text()
         section = readme[readme.index("## Testing your agent") :]
         assert f"```python\n{body}```" in section
+
+    def test_benchmark_figures_come_from_the_results(self) -> None:
+        """Every figure with decimals in "Benchmarks" is in a `benchmarks/results/` file.
+
+        A figure given in KB or as a ratio (×) must be there with its unit: bare numbers
+        recur across tables by chance. Regenerate the results, then quote them.
+        """
+        readme = (ROOT / "README.md").read_text()
+        section = readme[readme.index("## Benchmarks") : readme.index("## Testing your agent")]
+        results = "\n".join(
+            path.read_text() for path in sorted((ROOT / "benchmarks" / "results").glob("*.md"))
+        )
+        figures = re.findall(r"(?<![\w.])\d[\d,]*\.\d+(?!\d)(?: ?(?:KB|×))?", section)
+        assert len(figures) > 20  # the section still quotes its tables
+        missing = [
+            figure
+            for figure in figures
+            if not re.search(rf"(?<![\d.]){re.escape(figure)}(?!\d)", results)
+        ]
+        assert missing == []
 
 
 class TestPolicyDocstring:
