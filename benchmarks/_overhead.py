@@ -124,8 +124,8 @@ POOL = 256
 ErrorFactory = Callable[[], Exception]
 
 
-def _pool(make: ErrorFactory) -> list[Exception]:
-    return [make() for _ in range(POOL)]
+def _pool(make: ErrorFactory, size: int = POOL) -> list[Exception]:
+    return [make() for _ in range(size)]
 
 
 def _events(make: ErrorFactory, n: int, *, recoverable: bool, source: Any) -> list[Any]:
@@ -194,7 +194,7 @@ async def session_probe(
     await session.start(Agent(instructions="Be brief."))
     model = session.llm
     assert isinstance(model, llm.LLM)
-    errors = [error() for _ in range(pool)]
+    errors = _pool(error, pool)
     errs = [_errors.llm_error(errors[i % pool], recoverable=True) for i in range(n)]
     calls = [functools.partial(model.emit, "error", e) for e in errs]
     return Probe(what, "rate-limit 429, retry attempt", calls), session
